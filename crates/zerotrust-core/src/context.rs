@@ -1,0 +1,128 @@
+use std::sync::Arc;
+
+use http::Extensions;
+
+use crate::{Identity, Reason, RiskSignal};
+
+/// What a zerotrust layer decided about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The request may proceed.
+    Allow,
+    /// The client must authenticate (again, or more strongly) and retry.
+    Challenge,
+    /// The request is refused.
+    Deny,
+    /// A check could not be completed (an issuer or a store unreachable); the request was refused.
+    Error,
+}
+
+impl Outcome {
+    /// The outcome's stable lower-case name, as written in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Challenge => "challenge",
+            Outcome::Deny => "deny",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// A decision and why it was made: the outcome, the stable reason, the layer that made it, and
+/// whether it was enforced (report-only layers record decisions they do not enforce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What was decided.
+    pub outcome: Outcome,
+    /// Why, as a stable code and a fixed description.
+    pub reason: Reason,
+    /// The layer that decided, such as `jwt`.
+    pub layer: &'static str,
+    /// Whether the decision was enforced (`false` in report-only mode).
+    pub enforced: bool,
+}
+
+/// The zero-trust context of one request.
+///
+/// The first zerotrust layer a request meets inserts it into the request extensions
+/// ([`get_or_insert`](ZeroTrust::get_or_insert)); each layer adds what it learned, and a handler reads it
+/// with the axum extractor (`async fn h(zt: ZeroTrust)`, or `Option<ZeroTrust>` where no layer
+/// may have run). A refusal copies it into the response extensions, so an outer audit layer sees
+/// the same fields for refused and allowed requests.
+///
+/// Cloning is cheap: the identity is shared behind an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use zerotrust_core::{Identity, RiskSignal, ZeroTrust};
+///
+/// let mut ext = http::Extensions::new();
+/// let zt = ZeroTrust::get_or_insert(&mut ext);
+/// zt.set_identity(Arc::new(Identity::new("alice", "https://idp", 1_900_000_000)));
+/// zt.add_signal(RiskSignal::new("device.new", 0.3, "first sight of device d-42"));
+///
+/// let zt = ext.get::<ZeroTrust>().unwrap();
+/// assert_eq!(zt.subject(), Some("alice"));
+/// assert_eq!(zt.signals().len(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ZeroTrust {
+    identity: Option<Arc<Identity>>,
+    signals: Vec<RiskSignal>,
+    decision: Option<Decision>,
+}
+
+impl ZeroTrust {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The request's context, inserting an empty one if no layer has yet.
+    pub fn get_or_insert(extensions: &mut Extensions) -> &mut ZeroTrust {
+        extensions.get_or_insert_default::<ZeroTrust>()
+    }
+
+    /// The verified identity, if a layer established one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
+    }
+
+    /// The verified identity as a shared handle.
+    pub fn identity_arc(&self) -> Option<&Arc<Identity>> {
+        self.identity.as_ref()
+    }
+
+    /// The verified subject, if any.
+    pub fn subject(&self) -> Option<&str> {
+        self.identity.as_deref().map(Identity::subject)
+    }
+
+    /// Records the verified identity.
+    pub fn set_identity(&mut self, identity: Arc<Identity>) {
+        self.identity = Some(identity);
+    }
+
+    /// The risk signals layers have added, in order.
+    pub fn signals(&self) -> &[RiskSignal] {
+        &self.signals
+    }
+
+    /// Adds a risk signal.
+    pub fn add_signal(&mut self, signal: RiskSignal) {
+        self.signals.push(signal);
+    }
+
+    /// The decision made about the request, if one was recorded.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    /// Records a decision. A later, stricter layer may overwrite an earlier `Allow`.
+    pub fn set_decision(&mut self, decision: Decision) {
+        self.decision = Some(decision);
+    }
+}

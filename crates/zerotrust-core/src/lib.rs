@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+// The flow of a request through this crate's types:
+// 1. The first zerotrust layer calls `ZeroTrust::get_or_insert(req.extensions_mut())`.
+// 2. Each layer adds its findings: `set_identity`, `add_signal`, later device and network.
+// 3. A layer that refuses builds a `Rejection`, attaches the context (`with_context`) and
+//    renders it: status, `WWW-Authenticate`, problem body, context in the response extensions.
+// 4. Handlers read the context through the axum extractor in `extract`.
+
+mod context;
+mod extract;
+mod identity;
+mod rejection;
+pub mod revocation;
+mod signal;
+
+pub use context::{Decision, Outcome, ZeroTrust};
+pub use extract::MissingZeroTrust;
+pub use identity::Identity;
+pub use rejection::{Reason, Rejection, RejectionKind};
+pub use revocation::{MemoryRevocationStore, RevocationStore, StoreError, StoreFuture};
+pub use signal::RiskSignal;

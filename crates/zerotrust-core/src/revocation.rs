@@ -1,0 +1,162 @@
+//! Revoked token ids, shared by every replica that checks tokens.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use moka::Expiry;
+use moka::sync::Cache;
+
+/// The future a store operation returns. Boxed so the traits stay usable as `Arc<dyn ...>`; for
+/// the in-memory stores it is ready at once.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A shared-state store could not answer. Checks that depend on it fail closed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer in time or could not be reached.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with something this client cannot use.
+    #[error("state store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+/// Revoked token ids (`jti`), checked on every request.
+///
+/// `revoke(jti, until)` records a revocation that must last at least until `until`, normally the
+/// token's own expiry: after that the token is refused as expired anyway, so a store may forget it.
+///
+/// Implementations: [`MemoryRevocationStore`] here (one process); a Redis store in
+/// `zerotrust-redis` for many replicas.
+pub trait RevocationStore: Send + Sync + 'static {
+    /// Whether `jti` is revoked.
+    fn is_revoked<'a>(&'a self, jti: &'a str) -> StoreFuture<'a, bool>;
+    /// Revokes `jti` until `until`.
+    fn revoke<'a>(&'a self, jti: &'a str, until: SystemTime) -> StoreFuture<'a, ()>;
+}
+
+/// Revocations held in this process, each forgotten when its `until` passes.
+///
+/// Bounded: at most `max_entries` revocations are held (default 1,000,000). Past that the store
+/// evicts the least useful entries, so size it above the number of live revoked tokens.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::{Duration, SystemTime};
+/// use zerotrust_core::{MemoryRevocationStore, RevocationStore};
+///
+/// let store = MemoryRevocationStore::new();
+/// store.revoke("jti-1", SystemTime::now() + Duration::from_secs(60)).await.unwrap();
+/// assert!(store.is_revoked("jti-1").await.unwrap());
+/// assert!(!store.is_revoked("jti-2").await.unwrap());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct MemoryRevocationStore {
+    entries: Cache<Box<str>, SystemTime>,
+}
+
+impl std::fmt::Debug for MemoryRevocationStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRevocationStore")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+struct UntilExpiry;
+
+impl Expiry<Box<str>, SystemTime> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Box<str>,
+        until: &SystemTime,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Box<str>,
+        until: &SystemTime,
+        _now: std::time::Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    }
+}
+
+impl Default for MemoryRevocationStore {
+    fn default() -> Self {
+        Self::with_capacity(1_000_000)
+    }
+}
+
+impl MemoryRevocationStore {
+    /// A store holding up to 1,000,000 revocations.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding up to `max_entries` revocations.
+    pub fn with_capacity(max_entries: u64) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
+    }
+
+    /// Whether `jti` is revoked, without going through a future.
+    pub fn contains(&self, jti: &str) -> bool {
+        self.entries
+            .get(jti)
+            .is_some_and(|until| until > SystemTime::now())
+    }
+
+    /// Records a revocation at once.
+    pub fn insert(&self, jti: &str, until: SystemTime) {
+        let until = match self.entries.get(jti) {
+            Some(existing) if existing > until => existing,
+            _ => until,
+        };
+        self.entries.insert(jti.into(), until);
+    }
+}
+
+impl RevocationStore for MemoryRevocationStore {
+    fn is_revoked<'a>(&'a self, jti: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(Ok(self.contains(jti))))
+    }
+
+    fn revoke<'a>(&'a self, jti: &'a str, until: SystemTime) -> StoreFuture<'a, ()> {
+        self.insert(jti, until);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_is_forgotten_after_until() {
+        let store = MemoryRevocationStore::new();
+        store.insert("a", SystemTime::now() + Duration::from_millis(50));
+        assert!(store.contains("a"));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!store.contains("a"));
+    }
+
+    #[test]
+    fn a_shorter_revocation_never_shortens_a_longer_one() {
+        let store = MemoryRevocationStore::new();
+        store.insert("a", SystemTime::now() + Duration::from_secs(60));
+        store.insert("a", SystemTime::now() - Duration::from_secs(1));
+        assert!(store.contains("a"));
+    }
+}

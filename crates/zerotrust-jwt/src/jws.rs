@@ -1,0 +1,260 @@
+//! Compact JWS (RFC 7515 §7.1), parsed strictly.
+//!
+//! - Exactly three parts; five parts (JWE) and the JSON serialization are refused.
+//! - Every part must be canonical unpadded base64url: no padding, no whitespace, no foreign
+//!   characters, no non-zero trailing bits (so a signature has exactly one encoding).
+//! - The header is a JSON object whose members have the right types; a repeated member is
+//!   refused (RFC 7515 §5.2 allows refusing, and refusing closes parser-differential attacks).
+//! - `crit` is refused: this verifier understands no extension, so it must not claim to
+//!   (RFC 7515 §4.1.11). That also refuses RFC 7797 `b64: false` tokens, which need `crit`; a
+//!   `b64` or `zip` member without `crit` is refused too.
+//! - `jku`, `x5u`, `jwk` and `x5c` are never used and never fetched: keys come from configuration.
+//! - The algorithm comes from the key: the header's `alg` must equal the key's algorithm, and
+//!   `none` is not an algorithm at all.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use crate::algorithm::Algorithm;
+use crate::key::VerifyingKey;
+
+/// Why a compact JWS was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwsError {
+    /// Not three dot-separated parts.
+    #[error("not a compact JWS (three dot-separated parts)")]
+    NotCompact,
+    /// An encrypted token (JWE), which this verifier does not accept.
+    #[error("an encrypted token (JWE)")]
+    Encrypted,
+    /// A part is not canonical unpadded base64url.
+    #[error("the {0} is not canonical base64url")]
+    Encoding(&'static str),
+    /// The header is not a JSON object with well-typed, unique members.
+    #[error("the header is not valid JSON with well-typed, unique members")]
+    Header,
+    /// The header names `none` or an algorithm this verifier does not support.
+    #[error("unsupported algorithm")]
+    UnsupportedAlgorithm,
+    /// The header carries `crit`, `b64` or `zip`: extensions this verifier does not implement.
+    #[error("the header uses an extension this verifier does not implement")]
+    UnsupportedExtension,
+    /// The header's `alg` is not the key's algorithm.
+    #[error("the token's algorithm is not the key's")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("the signature does not verify")]
+    BadSignature,
+}
+
+/// The JOSE header members this verifier reads. Unknown members are ignored; the key-reference
+/// members `jku`, `x5u`, `jwk`, `x5c` are deliberately not read at all.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JoseHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    cty: Option<String>,
+    crit: Option<serde_json::Value>,
+    b64: Option<serde_json::Value>,
+    zip: Option<serde_json::Value>,
+    enc: Option<serde_json::Value>,
+}
+
+impl JoseHeader {
+    /// The `alg` member as sent.
+    pub fn alg(&self) -> &str {
+        &self.alg
+    }
+    /// The `kid` member.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+    /// The `typ` member.
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
+    /// The `cty` member.
+    pub fn cty(&self) -> Option<&str> {
+        self.cty.as_deref()
+    }
+}
+
+/// A parsed compact JWS: header read and checked, payload and signature decoded, nothing trusted
+/// until [`verify`](CompactJws::verify) succeeds.
+///
+/// ```
+/// use zerotrust_jwt::{Algorithm, CompactJws, JwsError, VerifyingKey};
+///
+/// // RFC 7515 appendix A.1's HS256 example.
+/// let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
+///     eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
+///     dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// let secret = [3u8, 35, 53, 75, 43, 15, 165, 188, 131, 126, 6, 101, 119, 123, 166, 143, 90, 179,
+///     40, 230, 240, 84, 201, 40, 169, 15, 132, 178, 210, 80, 46, 191, 211, 251, 90, 146, 210, 6,
+///     71, 239, 150, 138, 180, 195, 119, 98, 61, 34, 61, 46, 33, 114, 5, 46, 79, 8, 192, 205, 154,
+///     245, 103, 208, 128, 163];
+/// let key = VerifyingKey::hmac_secret(&secret, Algorithm::HS256).unwrap();
+/// let jws = CompactJws::parse(token).unwrap();
+/// assert_eq!(jws.header().typ(), Some("JWT"));
+/// jws.verify(&key).unwrap();
+///
+/// // One flipped signature character and it no longer verifies.
+/// let forged = format!("{}A", &token[..token.len() - 1]);
+/// assert_eq!(CompactJws::parse(&forged).unwrap().verify(&key), Err(JwsError::BadSignature));
+/// ```
+#[derive(Debug)]
+pub struct CompactJws<'a> {
+    signing_input: &'a str,
+    header: JoseHeader,
+    algorithm: Algorithm,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+fn decode(part: &'static str, text: &str) -> Result<Vec<u8>, JwsError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| JwsError::Encoding(part))
+}
+
+impl<'a> CompactJws<'a> {
+    /// Parses `token` and checks its header, without verifying the signature.
+    pub fn parse(token: &'a str) -> Result<Self, JwsError> {
+        let mut parts = token.splitn(4, '.');
+        let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(JwsError::NotCompact);
+        };
+        if let Some(rest) = parts.next() {
+            // Five parts is the JWE compact form; anything else is junk.
+            return Err(if rest.split('.').count() == 2 {
+                JwsError::Encrypted
+            } else {
+                JwsError::NotCompact
+            });
+        }
+        if h.is_empty() || s.is_empty() {
+            return Err(JwsError::NotCompact);
+        }
+        let header_bytes = decode("header", h)?;
+        let header: JoseHeader =
+            serde_json::from_slice(&header_bytes).map_err(|_| JwsError::Header)?;
+        if header.enc.is_some() {
+            return Err(JwsError::Encrypted);
+        }
+        if header.crit.is_some() || header.b64.is_some() || header.zip.is_some() {
+            return Err(JwsError::UnsupportedExtension);
+        }
+        let algorithm = Algorithm::from_name(&header.alg).ok_or(JwsError::UnsupportedAlgorithm)?;
+        let payload = decode("payload", p)?;
+        let signature = decode("signature", s)?;
+        let signing_input = token
+            .get(..h.len() + 1 + p.len())
+            .ok_or(JwsError::NotCompact)?;
+        Ok(Self {
+            signing_input,
+            header,
+            algorithm,
+            payload,
+            signature,
+        })
+    }
+
+    /// The checked header.
+    pub fn header(&self) -> &JoseHeader {
+        &self.header
+    }
+
+    /// The algorithm the header names (one this verifier supports).
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The decoded payload. Untrusted until [`verify`](CompactJws::verify) succeeds.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The decoded payload, taken out. Untrusted until verified.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+
+    /// Verifies the signature with `key`. The header's algorithm must be the key's.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), JwsError> {
+        if key.algorithm() != self.algorithm {
+            return Err(JwsError::AlgorithmMismatch);
+        }
+        if key.verify(self.signing_input.as_bytes(), &self.signature) {
+            Ok(())
+        } else {
+            Err(JwsError::BadSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn none_is_not_an_algorithm_in_any_casing() {
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let t = format!("{}.{}.c2ln", enc(&format!(r#"{{"alg":"{alg}"}}"#)), enc("{}"));
+            assert_eq!(
+                CompactJws::parse(&t).err(),
+                Some(JwsError::UnsupportedAlgorithm)
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_header_member_is_refused() {
+        let t = format!(
+            "{}.{}.c2ln",
+            enc(r#"{"alg":"RS256","alg":"HS256"}"#),
+            enc("{}")
+        );
+        assert_eq!(CompactJws::parse(&t).err(), Some(JwsError::Header));
+    }
+
+    #[test]
+    fn wrongly_typed_header_member_is_refused() {
+        let t = format!("{}.{}.c2ln", enc(r#"{"alg":"RS256","kid":7}"#), enc("{}"));
+        assert_eq!(CompactJws::parse(&t).err(), Some(JwsError::Header));
+    }
+
+    #[test]
+    fn crit_b64_and_zip_are_refused() {
+        for h in [
+            r#"{"alg":"RS256","crit":["exp"]}"#,
+            r#"{"alg":"RS256","b64":false}"#,
+            r#"{"alg":"RS256","zip":"DEF"}"#,
+        ] {
+            let t = format!("{}.{}.c2ln", enc(h), enc("{}"));
+            assert_eq!(
+                CompactJws::parse(&t).err(),
+                Some(JwsError::UnsupportedExtension)
+            );
+        }
+    }
+
+    #[test]
+    fn jwe_and_junk_shapes_are_refused() {
+        assert_eq!(CompactJws::parse("a.b.c.d.e").err(), Some(JwsError::Encrypted));
+        assert_eq!(CompactJws::parse("a.b").err(), Some(JwsError::NotCompact));
+        assert_eq!(CompactJws::parse("a.b.c.d").err(), Some(JwsError::NotCompact));
+        assert_eq!(CompactJws::parse("").err(), Some(JwsError::NotCompact));
+        let padded = format!("{}=.{}.c2ln", enc(r#"{"alg":"RS256"}"#), enc("{}"));
+        assert_eq!(
+            CompactJws::parse(&padded).err(),
+            Some(JwsError::Encoding("header"))
+        );
+    }
+}
