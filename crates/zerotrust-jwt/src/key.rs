@@ -672,10 +672,12 @@ impl KeySet {
                 Err(error) => ignored.push(IgnoredKey { index, kid, error }),
             }
         }
+        // A kid named by more than one entry is ambiguous, whether or not the other entries are
+        // usable: every entry carrying it is left out.
         let mut kid_count: HashMap<&str, usize> = HashMap::new();
-        for (_, kid, _, _) in &loaded {
-            if let Some(kid) = kid {
-                *kid_count.entry(kid.as_str()).or_default() += 1;
+        for value in &raw.keys {
+            if let Some(kid) = value.get("kid").and_then(|k| k.as_str()) {
+                *kid_count.entry(kid).or_default() += 1;
             }
         }
         let duplicates: Vec<String> = kid_count
