@@ -135,7 +135,7 @@ impl<'a> CompactJws<'a> {
                 JwsError::NotCompact
             });
         }
-        if h.is_empty() || s.is_empty() {
+        if h.is_empty() {
             return Err(JwsError::NotCompact);
         }
         let header_bytes = decode("header", h)?;
@@ -149,6 +149,10 @@ impl<'a> CompactJws<'a> {
         }
         let algorithm = Algorithm::from_name(&header.alg).ok_or(JwsError::UnsupportedAlgorithm)?;
         let payload = decode("payload", p)?;
+        // Checked after the header, so `alg: none` tokens are refused for their algorithm.
+        if s.is_empty() {
+            return Err(JwsError::BadSignature);
+        }
         let signature = decode("signature", s)?;
         let signing_input = token
             .get(..h.len() + 1 + p.len())
