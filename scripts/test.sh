@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Run zerotrust's whole test suite: every target of every workspace crate
+# (unit, integration, examples, benches in test mode), then the doc tests.
+#
+#   ./scripts/test.sh
+#
+# Works from any directory and on a fresh machine with the Rust toolchain.
+# Needs the shared conformance corpora at ../shared/conformance, beside the
+# repository. Ends with one summary line, `N passed, N failed`, summed over
+# every `test result:` line of both cargo runs. Exits non-zero if any cargo
+# command fails.
+set -euo pipefail
+
+# --- Repository root, from this script's own location ----------------------
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "${script_dir}/.." && pwd)"
+cd "${repo_root}"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+say "zerotrust test suite in ${repo_root}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found on PATH; install the Rust toolchain first." >&2
+    exit 1
+fi
+
+# --- Shared conformance corpora --------------------------------------------
+# The tests read them from ../shared/conformance relative to the repo root.
+# They are required: a missing corpus is an error, never a skip.
+conformance_dir="${repo_root}/../shared/conformance"
+if [[ ! -d "${conformance_dir}" ]]; then
+    echo "error: conformance corpora not found at ${conformance_dir}" >&2
+    echo "       The tests need the shared/ folder checked out beside this repository" >&2
+    echo "       (../shared/conformance relative to ${repo_root})." >&2
+    exit 1
+fi
+echo "conformance corpora: $(cd "${conformance_dir}" && pwd)"
+
+# --- Temporary output log and cleanup --------------------------------------
+log="$(mktemp "${TMPDIR:-/tmp}/zerotrust-test.XXXXXX")"
+
+# shellcheck disable=SC2317  # invoked indirectly, by the EXIT trap
+cleanup() {
+    # >>> EXTERNAL SERVICES: stop them here. <<<
+    # A later issue starts redis-server below; stop it here, e.g.
+    #   if [[ -n "${redis_pid:-}" ]]; then kill "${redis_pid}" 2>/dev/null || true; fi
+    rm -f "${log}"
+}
+trap cleanup EXIT
+
+# --- External services -------------------------------------------------------
+# >>> EXTERNAL SERVICES: start them here. <<<
+# None are needed yet. A later issue will install and start redis-server
+# (apt-get install -y redis-server, started on 127.0.0.1 only) at this point,
+# record its pid in redis_pid, and stop it in cleanup() above (trap on EXIT).
+
+# --- Test runs ---------------------------------------------------------------
+status=0
+
+say "cargo test --workspace --all-targets --locked"
+if ! cargo test --workspace --all-targets --locked 2>&1 | tee -a "${log}"; then
+    echo "error: cargo test --workspace --all-targets --locked failed" >&2
+    status=1
+fi
+
+say "cargo test --workspace --doc --locked"
+if ! cargo test --workspace --doc --locked 2>&1 | tee -a "${log}"; then
+    echo "error: cargo test --workspace --doc --locked failed" >&2
+    status=1
+fi
+
+# --- Summary -----------------------------------------------------------------
+# Sum every `test result: ... N passed; N failed; N ignored; ...` line.
+read -r passed failed ignored < <(
+    sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "${log}" | awk '
+        /^test result: / {
+            for (i = 1; i < NF; i++) {
+                if ($i !~ /^[0-9]+$/) continue
+                word = $(i + 1)
+                sub(/[;,.]+$/, "", word)
+                if (word == "passed") p += $i
+                else if (word == "failed") f += $i
+                else if (word == "ignored") g += $i
+            }
+        }
+        END { printf "%d %d %d\n", p, f, g }'
+)
+
+say "Summary of all cargo test runs (${ignored} ignored)"
+if [[ "${status}" -ne 0 ]]; then
+    echo "FAILED: at least one cargo command exited non-zero (see above)."
+fi
+echo "${passed} passed, ${failed} failed"
+
+if [[ "${status}" -eq 0 && "${failed}" -ne 0 ]]; then
+    status=1
+fi
+exit "${status}"
