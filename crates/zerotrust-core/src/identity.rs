@@ -35,31 +35,105 @@ pub struct Identity {
     jti: Option<String>,
     client_id: Option<String>,
     confirmation: Option<Value>,
-    raw_claims: Option<Box<str>>,
+    raw_claims: Option<String>,
     parsed_claims: OnceLock<Map<String, Value>>,
 }
 
+/// Everything an [`Identity`] holds, for building one in a single step
+/// ([`Identity::from_parts`]). Start from `IdentityParts { subject, issuer, expires_at,
+/// ..Default::default() }` so that fields added later keep your code compiling.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityParts {
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The expiry (`exp`, seconds since the epoch).
+    pub expires_at: i64,
+    /// The audiences (`aud`).
+    pub audiences: Vec<String>,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// The roles.
+    pub roles: Vec<String>,
+    /// The authentication context class reference (`acr`).
+    pub acr: Option<String>,
+    /// The authentication methods references (`amr`).
+    pub amr: Vec<String>,
+    /// When the user authenticated (`auth_time`).
+    pub auth_time: Option<i64>,
+    /// When the credential was issued (`iat`).
+    pub issued_at: Option<i64>,
+    /// The credential's unique id (`jti`).
+    pub jti: Option<String>,
+    /// The OAuth client (`client_id`).
+    pub client_id: Option<String>,
+    /// The proof-of-possession confirmation (`cnf`).
+    pub confirmation: Option<Value>,
+    /// The verified claims as JSON text (a JSON object).
+    pub raw_claims: Option<String>,
+}
+
 impl Identity {
+    /// An identity from all its parts at once.
+    ///
+    /// ```
+    /// use zerotrust_core::{Identity, IdentityParts};
+    ///
+    /// let id = Identity::from_parts(IdentityParts {
+    ///     subject: "svc-reports".into(),
+    ///     issuer: "spiffe://example.org".into(),
+    ///     expires_at: 1_900_000_000,
+    ///     roles: vec!["reader".into()],
+    ///     ..Default::default()
+    /// });
+    /// assert!(id.has_role("reader"));
+    /// ```
+    pub fn from_parts(parts: IdentityParts) -> Self {
+        let IdentityParts {
+            subject,
+            issuer,
+            expires_at,
+            audiences,
+            scopes,
+            roles,
+            acr,
+            amr,
+            auth_time,
+            issued_at,
+            jti,
+            client_id,
+            confirmation,
+            raw_claims,
+        } = parts;
+        Self {
+            subject,
+            issuer,
+            expires_at,
+            audiences,
+            scopes,
+            roles,
+            acr,
+            amr,
+            auth_time,
+            issued_at,
+            jti,
+            client_id,
+            confirmation,
+            raw_claims,
+            parsed_claims: OnceLock::new(),
+        }
+    }
+
     /// An identity for `subject`, asserted by `issuer`, valid until `expires_at` (seconds since the
     /// Unix epoch).
     pub fn new(subject: impl Into<String>, issuer: impl Into<String>, expires_at: i64) -> Self {
-        Self {
+        Self::from_parts(IdentityParts {
             subject: subject.into(),
             issuer: issuer.into(),
             expires_at,
-            audiences: Vec::new(),
-            scopes: Vec::new(),
-            roles: Vec::new(),
-            acr: None,
-            amr: Vec::new(),
-            auth_time: None,
-            issued_at: None,
-            jti: None,
-            client_id: None,
-            confirmation: None,
-            raw_claims: None,
-            parsed_claims: OnceLock::new(),
-        }
+            ..IdentityParts::default()
+        })
     }
 
     /// Sets the audiences the credential was issued for.
@@ -114,7 +188,7 @@ impl Identity {
     }
     /// Keeps the verified claims as JSON text (a JSON object), parsed on first use by
     /// [`claims`](Identity::claims).
-    pub fn with_raw_claims(mut self, json_object: impl Into<Box<str>>) -> Self {
+    pub fn with_raw_claims(mut self, json_object: impl Into<String>) -> Self {
         self.raw_claims = Some(json_object.into());
         self.parsed_claims = OnceLock::new();
         self

@@ -17,7 +17,7 @@ mod signal;
 
 pub use context::{Decision, Outcome, ZeroTrust};
 pub use extract::MissingZeroTrust;
-pub use identity::Identity;
+pub use identity::{Identity, IdentityParts};
 pub use rejection::{Reason, Rejection, RejectionKind};
 pub use revocation::{MemoryRevocationStore, RevocationStore, StoreError, StoreFuture};
 pub use signal::RiskSignal;

@@ -418,7 +418,10 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
-        let zt = resp.extensions().get::<ZeroTrust>().map(|z| z.decision().copied());
+        let zt = resp
+            .extensions()
+            .get::<ZeroTrust>()
+            .map(|z| z.decision().copied());
         assert_eq!(zt.flatten().map(|d| d.outcome), Some(Outcome::Error));
     }
 

@@ -75,7 +75,11 @@ impl Expiry<Box<str>, SystemTime> for UntilExpiry {
         until: &SystemTime,
         _now: std::time::Instant,
     ) -> Option<Duration> {
-        Some(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+        Some(
+            until
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
     }
 
     fn expire_after_update(
@@ -85,7 +89,11 @@ impl Expiry<Box<str>, SystemTime> for UntilExpiry {
         _now: std::time::Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        Some(until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+        Some(
+            until
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
     }
 }
 

@@ -192,7 +192,10 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut c = Claims::default();
+        let mut c = Claims {
+            names: Vec::with_capacity(16),
+            ..Claims::default()
+        };
         while let Some(CowStr(name)) = map.next_key::<CowStr<'de>>()? {
             match name.as_ref() {
                 "iss" => c.iss = Some(read!(self, map, String, "iss")),
@@ -345,15 +348,12 @@ mod tests {
     #[test]
     fn roles_follow_a_nested_path() {
         let roots = ["realm_access".to_owned()];
-        let c = parse(br#"{"realm_access":{"roles":["admin","user"]}}"#, &roots)
-            .unwrap_or_default();
+        let c =
+            parse(br#"{"realm_access":{"roles":["admin","user"]}}"#, &roots).unwrap_or_default();
         let root = c
             .roles_root("realm_access")
             .map(|r| roles_at(r, &["roles".to_owned()]));
-        assert_eq!(
-            root,
-            Some(Ok(vec!["admin".to_owned(), "user".to_owned()]))
-        );
+        assert_eq!(root, Some(Ok(vec!["admin".to_owned(), "user".to_owned()])));
         let c = parse(br#"{"realm_access":{"roles":"admin"}}"#, &roots).unwrap_or_default();
         let root = c
             .roles_root("realm_access")

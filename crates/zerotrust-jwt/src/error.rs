@@ -78,17 +78,13 @@ pub mod reasons {
         "The access token was signed with an unknown key.",
     );
     /// No `kid` and several keys fit.
-    pub const KID_REQUIRED: Reason = Reason::new(
-        "token.kid_required",
-        "The access token must name its key.",
-    );
+    pub const KID_REQUIRED: Reason =
+        Reason::new("token.kid_required", "The access token must name its key.");
     /// Expired beyond the leeway.
     pub const EXPIRED: Reason = Reason::new("token.expired", "The access token has expired.");
     /// `nbf` in the future.
-    pub const NOT_YET_VALID: Reason = Reason::new(
-        "token.not_yet_valid",
-        "The access token is not valid yet.",
-    );
+    pub const NOT_YET_VALID: Reason =
+        Reason::new("token.not_yet_valid", "The access token is not valid yet.");
     /// `iat` in the future.
     pub const ISSUED_IN_FUTURE: Reason = Reason::new(
         "token.issued_in_future",

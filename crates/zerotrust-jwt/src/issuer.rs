@@ -138,7 +138,10 @@ impl Issuer {
     /// let issuer = Issuer::with_keys("urn:example:internal", [key]).audience("reports");
     /// # let _ = issuer;
     /// ```
-    pub fn with_keys(issuer: impl Into<String>, keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+    pub fn with_keys(
+        issuer: impl Into<String>,
+        keys: impl IntoIterator<Item = VerifyingKey>,
+    ) -> Self {
         Self::new(issuer, KeySource::Static(Arc::new(KeySet::from_keys(keys))))
     }
 
@@ -167,7 +170,10 @@ impl Issuer {
     /// issuer signs. Accepting `JWT` (which many identity providers send) lets any JWT of this
     /// issuer with a matching audience in: make sure the audience is unique to access tokens for
     /// this API.
-    pub fn accept_token_types(mut self, types: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn accept_token_types(
+        mut self,
+        types: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.token_types
             .extend(types.into_iter().map(|t| normalize_typ(&t.into())));
         self
@@ -275,7 +281,7 @@ impl Issuer {
             None => self.allow_missing_typ,
             Some(t) => {
                 let t = normalize_typ(t);
-                self.token_types.iter().any(|a| *a == t)
+                self.token_types.contains(&t)
             }
         }
     }
@@ -579,11 +585,12 @@ impl RemoteKeys {
             }
         };
         let fetched = self.fetcher.get(&jwks_url).await?;
-        let (keys, ignored) =
-            KeySet::from_jwk_set(&fetched.body, &self.policy).map_err(|e| FetchError::Document {
+        let (keys, ignored) = KeySet::from_jwk_set(&fetched.body, &self.policy).map_err(|e| {
+            FetchError::Document {
                 url: jwks_url.to_string(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         for key in &ignored {
             tracing::warn!(
                 target: "zerotrust::jwt",

@@ -12,9 +12,9 @@
 //! - The algorithm comes from the key: the header's `alg` must equal the key's algorithm, and
 //!   `none` is not an algorithm at all.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::{Out, URL_SAFE_NO_PAD};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::algorithm::Algorithm;
 use crate::key::VerifyingKey;
@@ -53,20 +53,38 @@ pub enum JwsError {
 /// members `jku`, `x5u`, `jwk`, `x5c` are deliberately not read at all.
 #[derive(Debug, Clone, Deserialize)]
 pub struct JoseHeader {
-    alg: String,
+    #[serde(deserialize_with = "algorithm_name")]
+    alg: Option<Algorithm>,
     kid: Option<String>,
     typ: Option<String>,
     cty: Option<String>,
-    crit: Option<serde_json::Value>,
-    b64: Option<serde_json::Value>,
-    zip: Option<serde_json::Value>,
-    enc: Option<serde_json::Value>,
+    // Only their presence matters: the values are never built.
+    crit: Option<IgnoredAny>,
+    b64: Option<IgnoredAny>,
+    zip: Option<IgnoredAny>,
+    enc: Option<IgnoredAny>,
+}
+
+/// Reads `alg` without allocating: a supported algorithm, or `None` for `none` and every other
+/// name. A non-string `alg` is a malformed header.
+fn algorithm_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Algorithm>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<Algorithm>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an algorithm name")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Algorithm::from_name(v))
+        }
+    }
+    d.deserialize_str(V)
 }
 
 impl JoseHeader {
-    /// The `alg` member as sent.
-    pub fn alg(&self) -> &str {
-        &self.alg
+    /// The `alg` member, if it names an algorithm this crate verifies.
+    pub fn alg(&self) -> Option<Algorithm> {
+        self.alg
     }
     /// The `kid` member.
     pub fn kid(&self) -> Option<&str> {
@@ -111,30 +129,72 @@ pub struct CompactJws<'a> {
     header: JoseHeader,
     algorithm: Algorithm,
     payload: Vec<u8>,
-    signature: Vec<u8>,
+    signature: Signature,
 }
 
+/// A decoded signature, on the stack: the longest is RSA-8192's 1,024 bytes.
+struct Signature {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signature({} bytes)", self.len)
+    }
+}
+
+impl Signature {
+    fn decode(text: &str) -> Result<Self, JwsError> {
+        let mut sig = Signature {
+            bytes: [0; 1024],
+            len: 0,
+        };
+        let len = URL_SAFE_NO_PAD
+            .decoded_length(text.as_bytes())
+            .map_err(|_| JwsError::Encoding("signature"))?;
+        // Longer than any signature verified here: refused before decoding.
+        let buf = sig.bytes.get_mut(..len).ok_or(JwsError::BadSignature)?;
+        sig.len = URL_SAFE_NO_PAD
+            .decode(text.as_bytes(), Out::from_slice(buf))
+            .map_err(|_| JwsError::Encoding("signature"))?
+            .len();
+        Ok(sig)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Canonical unpadded base64url (non-zero unused bits, padding and foreign characters refused).
 fn decode(part: &'static str, text: &str) -> Result<Vec<u8>, JwsError> {
     URL_SAFE_NO_PAD
-        .decode(text)
+        .decode_to_vec(text)
         .map_err(|_| JwsError::Encoding(part))
 }
 
 impl<'a> CompactJws<'a> {
     /// Parses `token` and checks its header, without verifying the signature.
     pub fn parse(token: &'a str) -> Result<Self, JwsError> {
-        let mut parts = token.splitn(4, '.');
-        let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut dots = token
+            .bytes()
+            .enumerate()
+            .filter_map(|(i, b)| (b == b'.').then_some(i));
+        let (Some(d1), Some(d2)) = (dots.next(), dots.next()) else {
             return Err(JwsError::NotCompact);
         };
-        if let Some(rest) = parts.next() {
+        match dots.count() {
+            0 => {}
             // Five parts is the JWE compact form; anything else is junk.
-            return Err(if rest.split('.').count() == 2 {
-                JwsError::Encrypted
-            } else {
-                JwsError::NotCompact
-            });
+            2 => return Err(JwsError::Encrypted),
+            _ => return Err(JwsError::NotCompact),
         }
+        let (Some(h), Some(p), Some(s)) =
+            (token.get(..d1), token.get(d1 + 1..d2), token.get(d2 + 1..))
+        else {
+            return Err(JwsError::NotCompact);
+        };
         if h.is_empty() {
             return Err(JwsError::NotCompact);
         }
@@ -147,13 +207,13 @@ impl<'a> CompactJws<'a> {
         if header.crit.is_some() || header.b64.is_some() || header.zip.is_some() {
             return Err(JwsError::UnsupportedExtension);
         }
-        let algorithm = Algorithm::from_name(&header.alg).ok_or(JwsError::UnsupportedAlgorithm)?;
+        let algorithm = header.alg.ok_or(JwsError::UnsupportedAlgorithm)?;
         let payload = decode("payload", p)?;
         // Checked after the header, so `alg: none` tokens are refused for their algorithm.
         if s.is_empty() {
             return Err(JwsError::BadSignature);
         }
-        let signature = decode("signature", s)?;
+        let signature = Signature::decode(s)?;
         let signing_input = token
             .get(..h.len() + 1 + p.len())
             .ok_or(JwsError::NotCompact)?;
@@ -191,7 +251,7 @@ impl<'a> CompactJws<'a> {
         if key.algorithm() != self.algorithm {
             return Err(JwsError::AlgorithmMismatch);
         }
-        if key.verify(self.signing_input.as_bytes(), &self.signature) {
+        if key.verify(self.signing_input.as_bytes(), self.signature.as_bytes()) {
             Ok(())
         } else {
             Err(JwsError::BadSignature)
@@ -204,13 +264,17 @@ mod tests {
     use super::*;
 
     fn enc(s: &str) -> String {
-        URL_SAFE_NO_PAD.encode(s)
+        URL_SAFE_NO_PAD.encode_to_string(s)
     }
 
     #[test]
     fn none_is_not_an_algorithm_in_any_casing() {
         for alg in ["none", "None", "NONE", "nOnE"] {
-            let t = format!("{}.{}.c2ln", enc(&format!(r#"{{"alg":"{alg}"}}"#)), enc("{}"));
+            let t = format!(
+                "{}.{}.c2ln",
+                enc(&format!(r#"{{"alg":"{alg}"}}"#)),
+                enc("{}")
+            );
             assert_eq!(
                 CompactJws::parse(&t).err(),
                 Some(JwsError::UnsupportedAlgorithm)
@@ -251,9 +315,15 @@ mod tests {
 
     #[test]
     fn jwe_and_junk_shapes_are_refused() {
-        assert_eq!(CompactJws::parse("a.b.c.d.e").err(), Some(JwsError::Encrypted));
+        assert_eq!(
+            CompactJws::parse("a.b.c.d.e").err(),
+            Some(JwsError::Encrypted)
+        );
         assert_eq!(CompactJws::parse("a.b").err(), Some(JwsError::NotCompact));
-        assert_eq!(CompactJws::parse("a.b.c.d").err(), Some(JwsError::NotCompact));
+        assert_eq!(
+            CompactJws::parse("a.b.c.d").err(),
+            Some(JwsError::NotCompact)
+        );
         assert_eq!(CompactJws::parse("").err(), Some(JwsError::NotCompact));
         let padded = format!("{}=.{}.c2ln", enc(r#"{"alg":"RS256"}"#), enc("{}"));
         assert_eq!(

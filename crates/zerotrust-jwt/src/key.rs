@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::algorithm::{Algorithm, KeyFamily};
@@ -176,7 +175,8 @@ impl Default for KeyPolicy {
 
 enum Material {
     Public(ParsedPublicKey),
-    Hmac(hmac::Key),
+    // Boxed: an HMAC key holds precomputed inner and outer states (over 1 KiB).
+    Hmac(Box<hmac::Key>),
 }
 
 /// A key prepared for verifying one algorithm.
@@ -224,7 +224,7 @@ fn rsa_params(alg: Algorithm) -> Option<&'static RsaParameters> {
 
 fn b64(member: &'static str, value: &str) -> Result<Vec<u8>, KeyError> {
     URL_SAFE_NO_PAD
-        .decode(value)
+        .decode_to_vec(value)
         .map_err(|_| KeyError::BadEncoding(member))
 }
 
@@ -382,7 +382,7 @@ impl VerifyingKey {
         Ok(Self {
             kid: None,
             alg,
-            material: Material::Hmac(hmac::Key::new(hmac_alg, secret)),
+            material: Material::Hmac(Box::new(hmac::Key::new(hmac_alg, secret))),
         })
     }
 
@@ -488,15 +488,15 @@ impl RawJwk {
     }
 
     fn into_keys(self, policy: &KeyPolicy) -> Result<Vec<VerifyingKey>, KeyError> {
-        if let Some(u) = self.use_.as_deref() {
-            if u != "sig" {
-                return Err(KeyError::NotForSignatures(u.to_owned()));
-            }
+        if let Some(u) = self.use_.as_deref()
+            && u != "sig"
+        {
+            return Err(KeyError::NotForSignatures(u.to_owned()));
         }
-        if let Some(ops) = &self.key_ops {
-            if !ops.iter().any(|op| op == "verify") {
-                return Err(KeyError::NoVerifyOperation);
-            }
+        if let Some(ops) = &self.key_ops
+            && !ops.iter().any(|op| op == "verify")
+        {
+            return Err(KeyError::NoVerifyOperation);
         }
         let kty = self.kty.as_deref().ok_or(KeyError::MissingMember("kty"))?;
         if kty != "oct" && self.has_private_members() && !policy.strip_private_members {
@@ -662,10 +662,7 @@ impl KeySet {
         // Per JWK: its kid, whether symmetric, and its prepared keys.
         let mut loaded: Vec<(usize, Option<String>, bool, Vec<VerifyingKey>)> = Vec::new();
         for (index, value) in raw.keys.iter().enumerate() {
-            let kid = value
-                .get("kid")
-                .and_then(|k| k.as_str())
-                .map(str::to_owned);
+            let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
             let symmetric = value.get("kty").and_then(|k| k.as_str()) == Some("oct");
             match VerifyingKey::from_jwk(value, policy) {
                 Ok(keys) => loaded.push((index, kid, symmetric, keys)),

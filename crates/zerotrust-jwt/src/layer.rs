@@ -237,7 +237,8 @@ where
                     };
                     match verdict {
                         Ok(identity) => {
-                            ZeroTrust::get_or_insert(request.extensions_mut()).set_identity(identity);
+                            ZeroTrust::get_or_insert(request.extensions_mut())
+                                .set_identity(identity);
                             let fut = service.call(request);
                             this.state.set(State::Inner { fut });
                         }

@@ -54,9 +54,9 @@ fn invalid_request(reason: Reason) -> Refusal {
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 fn query_has_token(uri: &Uri) -> bool {
@@ -150,6 +150,7 @@ mod tests {
         h
     }
 
+    #[allow(clippy::needless_pass_by_value)] // called on fresh results
     fn code(r: Result<String, Refusal>) -> &'static str {
         match r {
             Ok(_) => "ok",
@@ -160,10 +161,16 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         let uri = Uri::from_static("/");
-        for v in ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER  abc.def.ghi"] {
+        for v in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER  abc.def.ghi",
+        ] {
             let h = headers(&[("authorization", v)]);
             assert_eq!(
-                extract(&TokenSource::AuthorizationBearer, &uri, &h).ok().as_deref(),
+                extract(&TokenSource::AuthorizationBearer, &uri, &h)
+                    .ok()
+                    .as_deref(),
                 Some("abc.def.ghi")
             );
         }
@@ -175,33 +182,56 @@ mod tests {
         let root = Uri::from_static("/");
         assert_eq!(code(extract(&src, &root, &headers(&[]))), "token.missing");
         assert_eq!(
-            code(extract(&src, &root, &headers(&[("authorization", "Basic dTpw")]))),
+            code(extract(
+                &src,
+                &root,
+                &headers(&[("authorization", "Basic dTpw")])
+            )),
             "token.missing"
         );
         assert_eq!(
             code(extract(
                 &src,
                 &root,
-                &headers(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")])
+                &headers(&[
+                    ("authorization", "Bearer a.b.c"),
+                    ("authorization", "Bearer a.b.c")
+                ])
             )),
             "request.multiple_credentials"
         );
         assert_eq!(
-            code(extract(&src, &root, &headers(&[("authorization", "Bearer ")]))),
+            code(extract(
+                &src,
+                &root,
+                &headers(&[("authorization", "Bearer ")])
+            )),
             "request.malformed_credentials"
         );
         assert_eq!(
-            code(extract(&src, &root, &headers(&[("authorization", "Bearer a b")]))),
+            code(extract(
+                &src,
+                &root,
+                &headers(&[("authorization", "Bearer a b")])
+            )),
             "request.malformed_credentials"
         );
         for q in ["/x?access_token=a.b.c", "/x?a=1&access%5Ftoken=z"] {
             assert_eq!(
-                code(extract(&src, &Uri::from_static(q), &headers(&[("authorization", "Bearer a.b.c")]))),
+                code(extract(
+                    &src,
+                    &Uri::from_static(q),
+                    &headers(&[("authorization", "Bearer a.b.c")])
+                )),
                 "request.token_in_query"
             );
         }
         assert_eq!(
-            code(extract(&src, &Uri::from_static("/x?accessible=1"), &headers(&[("authorization", "Bearer a.b.c")]))),
+            code(extract(
+                &src,
+                &Uri::from_static("/x?accessible=1"),
+                &headers(&[("authorization", "Bearer a.b.c")])
+            )),
             "ok"
         );
     }
@@ -211,11 +241,17 @@ mod tests {
         let src = TokenSource::cookie("at");
         let root = Uri::from_static("/");
         assert_eq!(
-            extract(&src, &root, &headers(&[("cookie", "x=1; at=a.b.c")])).ok().as_deref(),
+            extract(&src, &root, &headers(&[("cookie", "x=1; at=a.b.c")]))
+                .ok()
+                .as_deref(),
             Some("a.b.c")
         );
         assert_eq!(
-            code(extract(&src, &root, &headers(&[("cookie", "at=a.b.c"), ("cookie", "at=d.e.f")]))),
+            code(extract(
+                &src,
+                &root,
+                &headers(&[("cookie", "at=a.b.c"), ("cookie", "at=d.e.f")])
+            )),
             "request.multiple_credentials"
         );
     }

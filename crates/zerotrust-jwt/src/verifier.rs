@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
 use moka::sync::Cache;
-use zerotrust_core::{Identity, MemoryRevocationStore, RevocationStore, StoreError};
+use zerotrust_core::{Identity, IdentityParts, MemoryRevocationStore, RevocationStore, StoreError};
 
 use crate::claims::{self, Claims};
 use crate::error::VerifyError;
@@ -192,10 +192,10 @@ impl JwtVerifierBuilder {
             if issuers.contains_key(&issuer.id) {
                 return Err(BuildError::DuplicateIssuer(issuer.id));
             }
-            if let Some(root) = issuer.roles_path.first() {
-                if !roles_roots.contains(root) {
-                    roles_roots.push(root.clone());
-                }
+            if let Some(root) = issuer.roles_path.first()
+                && !roles_roots.contains(root)
+            {
+                roles_roots.push(root.clone());
             }
             let keys = match &issuer.source {
                 KeySource::Static(set) => Keys::Static(set.clone()),
@@ -270,12 +270,15 @@ impl JwtVerifier {
     /// Returns the first issuer that could not be loaded.
     pub async fn prefetch(&self) -> Result<(), VerifyError> {
         for state in self.inner.issuers.values() {
-            if let Keys::Remote(remote) = &state.keys {
-                if !remote.snapshot.load().usable(remote.now()) {
-                    remote.ensure_usable().await.map_err(|KeysUnavailable::RetryIn(s)| {
-                        VerifyError::KeysUnavailable { retry_after: s }
+            if let Keys::Remote(remote) = &state.keys
+                && !remote.snapshot.load().usable(remote.now())
+            {
+                remote
+                    .ensure_usable()
+                    .await
+                    .map_err(|KeysUnavailable::RetryIn(s)| VerifyError::KeysUnavailable {
+                        retry_after: s,
                     })?;
-                }
             }
         }
         Ok(())
@@ -308,14 +311,13 @@ impl JwtVerifier {
             return Err(VerifyError::TooLarge);
         }
         let now = unix_now();
-        if let Some(cache) = &inner.cache {
-            if let Some(identity) = cache.get(token) {
-                if identity.expires_at() > now {
-                    metrics::counter!("zerotrust_jwt_cache_hits_total").increment(1);
-                    self.check_revocation(&identity).await?;
-                    return Ok(identity);
-                }
-            }
+        if let Some(cache) = &inner.cache
+            && let Some(identity) = cache.get(token)
+            && identity.expires_at() > now
+        {
+            metrics::counter!("zerotrust_jwt_cache_hits_total").increment(1);
+            self.check_revocation(&identity).await?;
+            return Ok(identity);
         }
 
         let jws = CompactJws::parse(token)?;
@@ -375,7 +377,14 @@ impl JwtVerifier {
             }
         }
 
-        let identity = Arc::new(self.validate(state, claims, jws.payload(), now)?);
+        let mut parts = self.validate(state, claims, now)?;
+        // The claims are read; the payload moves into the identity without a copy. serde_json
+        // does not check UTF-8 inside strings it skips, so check it here.
+        parts.raw_claims = Some(
+            String::from_utf8(jws.into_payload())
+                .map_err(|e| VerifyError::Claims(e.to_string()))?,
+        );
+        let identity = Arc::new(Identity::from_parts(parts));
         for check in &state.config.checks {
             check(&identity).map_err(VerifyError::Check)?;
         }
@@ -413,9 +422,8 @@ impl JwtVerifier {
         &self,
         state: &IssuerState,
         mut claims: Claims<'_>,
-        payload: &[u8],
         now: i64,
-    ) -> Result<Identity, VerifyError> {
+    ) -> Result<IdentityParts, VerifyError> {
         let leeway = self.inner.leeway;
         let config = &state.config;
         let exp = claims
@@ -424,10 +432,16 @@ impl JwtVerifier {
         if now > exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
             return Err(VerifyError::NotYetValid);
         }
-        if claims.iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now.saturating_add(leeway))
+        {
             return Err(VerifyError::IssuedInFuture);
         }
         let audiences = claims
@@ -462,19 +476,21 @@ impl JwtVerifier {
             },
             None => Vec::new(),
         };
-        let raw = std::str::from_utf8(payload).map_err(|e| VerifyError::Claims(e.to_string()))?;
-        let issuer = claims.iss.unwrap_or_default();
-        Ok(Identity::new(subject, issuer, exp)
-            .with_audiences(audiences)
-            .with_scopes(scopes)
-            .with_roles(roles)
-            .with_acr(claims.acr)
-            .with_amr(claims.amr.unwrap_or_default())
-            .with_auth_time(claims.auth_time)
-            .with_issued_at(claims.iat)
-            .with_jti(claims.jti)
-            .with_client_id(claims.client_id)
-            .with_confirmation(claims.cnf)
-            .with_raw_claims(raw))
+        Ok(IdentityParts {
+            subject,
+            issuer: claims.iss.take().unwrap_or_default(),
+            expires_at: exp,
+            audiences,
+            scopes,
+            roles,
+            acr: claims.acr.take(),
+            amr: claims.amr.take().unwrap_or_default(),
+            auth_time: claims.auth_time,
+            issued_at: claims.iat,
+            jti: claims.jti.take(),
+            client_id: claims.client_id.take(),
+            confirmation: claims.cnf.take(),
+            raw_claims: None,
+        })
     }
 }

@@ -3,6 +3,13 @@
 //!
 //! The corpora are read from `../shared/conformance/` beside the project (or from
 //! `ZEROTRUST_CONFORMANCE_DIR`). A missing corpus fails the test: it is never skipped.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)] // test code asserts by panicking
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +37,9 @@ fn load(relative: &str) -> Value {
 }
 
 fn arr<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
-    v[key].as_array().unwrap_or_else(|| panic!("{key} is not an array"))
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} is not an array"))
 }
 
 /// Verifies a compact JWS with the keys `keys` offers for its algorithm and kid.
@@ -46,14 +55,62 @@ fn verify_with(keys: &[VerifyingKey], token: &str) -> Result<(), String> {
 /// Label overrides, with the reason each is kept (see shared/conformance/README.md).
 fn jws_overrides() -> BTreeMap<u64, (&'static str, &'static str)> {
     BTreeMap::from([
-        (367, ("valid", "byte-identical to valid tcId 357; mislabelled upstream (issue 236)")),
-        (370, ("valid", "byte-identical to valid tcId 357; mislabelled upstream (issue 236)")),
-        (372, ("invalid", "contains '?', which is not base64url; labelled valid upstream")),
-        (373, ("invalid", "contains '?', which is not base64url; labelled valid upstream")),
-        (346, ("invalid", "PS384 header but the key's alg is PS256: the algorithm comes from the key")),
-        (350, ("invalid", "PS384 header but the key's alg is PS256: the algorithm comes from the key")),
-        (347, ("invalid", "key alg is the typo \"ES521\" and P-521 is not supported")),
-        (351, ("invalid", "key alg is the typo \"ES521\" and P-521 is not supported")),
+        (
+            367,
+            (
+                "valid",
+                "byte-identical to valid tcId 357; mislabelled upstream (issue 236)",
+            ),
+        ),
+        (
+            370,
+            (
+                "valid",
+                "byte-identical to valid tcId 357; mislabelled upstream (issue 236)",
+            ),
+        ),
+        (
+            372,
+            (
+                "invalid",
+                "contains '?', which is not base64url; labelled valid upstream",
+            ),
+        ),
+        (
+            373,
+            (
+                "invalid",
+                "contains '?', which is not base64url; labelled valid upstream",
+            ),
+        ),
+        (
+            346,
+            (
+                "invalid",
+                "PS384 header but the key's alg is PS256: the algorithm comes from the key",
+            ),
+        ),
+        (
+            350,
+            (
+                "invalid",
+                "PS384 header but the key's alg is PS256: the algorithm comes from the key",
+            ),
+        ),
+        (
+            347,
+            (
+                "invalid",
+                "key alg is the typo \"ES521\" and P-521 is not supported",
+            ),
+        ),
+        (
+            351,
+            (
+                "invalid",
+                "key alg is the typo \"ES521\" and P-521 is not supported",
+            ),
+        ),
     ])
 }
 
@@ -146,7 +203,10 @@ fn wycheproof_jwk_sets_say_why_keys_were_left_out() {
             .unwrap_or_else(|e| panic!("{comment}: {e}"));
         ignored.into_iter().map(|k| k.error).collect()
     };
-    assert_eq!(reason_of("jws_mixedSymmetryKeyset"), vec![KeyError::MixedKeySet]);
+    assert_eq!(
+        reason_of("jws_mixedSymmetryKeyset"),
+        vec![KeyError::MixedKeySet]
+    );
     // The second key of that set also has non-canonical base64 (non-zero trailing bits).
     assert_eq!(
         reason_of("jws_duplicate_kid"),
@@ -155,7 +215,10 @@ fn wycheproof_jwk_sets_say_why_keys_were_left_out() {
     assert_eq!(reason_of("jws_rsa_roca_key"), vec![KeyError::RocaWeak]);
     assert!(matches!(
         reason_of("keysize_too_small").as_slice(),
-        [KeyError::RsaTooSmall { bits: 1024, min: 2048 }]
+        [KeyError::RsaTooSmall {
+            bits: 1024,
+            min: 2048
+        }]
     ));
     assert_eq!(reason_of("exponentOne"), vec![KeyError::RsaBadExponent]);
     assert!(matches!(
@@ -218,7 +281,10 @@ fn rfc7520_signature_examples_verify_with_the_configured_algorithm() {
     for (file, alg) in [
         ("rfc7520/4_1.rsa_v15_signature.json", Algorithm::RS256),
         ("rfc7520/4_2.rsa-pss_signature.json", Algorithm::PS384),
-        ("rfc7520/4_4.hmac-sha2_integrity_protection.json", Algorithm::HS256),
+        (
+            "rfc7520/4_4.hmac-sha2_integrity_protection.json",
+            Algorithm::HS256,
+        ),
     ] {
         let doc = load(file);
         // The cookbook's RSA key names no alg: the operator's configuration supplies it.
@@ -227,7 +293,11 @@ fn rfc7520_signature_examples_verify_with_the_configured_algorithm() {
         let token = doc["output"]["compact"].as_str().unwrap_or_default();
         verify_with(&keys, token).unwrap_or_else(|e| panic!("{file}: {e}"));
         // The same token does not verify when the operator allows another algorithm.
-        let other = if alg == Algorithm::RS256 { Algorithm::PS256 } else { Algorithm::RS256 };
+        let other = if alg == Algorithm::RS256 {
+            Algorithm::PS256
+        } else {
+            Algorithm::RS256
+        };
         if !alg.is_symmetric() {
             let keys = cookbook_key(&doc, &KeyPolicy::local().rsa_algorithms([other]))
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -259,7 +329,10 @@ fn rfc7520_p521_keys_are_refused_as_unsupported() {
 fn rfc7797_unencoded_payloads_are_refused() {
     let doc = load("rfc7520/hmac-sha2_b64_false.json");
     let token = doc["output"]["compact"].as_str().unwrap_or_default();
-    assert_eq!(CompactJws::parse(token).err(), Some(JwsError::UnsupportedExtension));
+    assert_eq!(
+        CompactJws::parse(token).err(),
+        Some(JwsError::UnsupportedExtension)
+    );
     // Even with the right key, nothing about the token is accepted.
     let keys = cookbook_key(&doc, &KeyPolicy::local()).unwrap_or_default();
     assert!(verify_with(&keys, token).is_err());

@@ -1,5 +1,12 @@
 //! JwtVerifyLayer over real HTTP on 127.0.0.1: a development issuer serves discovery and keys,
 //! tokens are minted with real RSA, EC and Ed25519 keys, requests go through an axum app.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)] // test code asserts by panicking
 
 mod common;
 
@@ -10,7 +17,9 @@ use common::*;
 use serde_json::json;
 use zerotrust_core::{Reason, RevocationStore, StoreError, StoreFuture};
 use zerotrust_jwt::{Algorithm, Issuer, JwtVerifier, JwtVerifyLayer, TokenSource, VerifyingKey};
-use zerotrust_testkit::{DEFAULT_AUDIENCE, DevIssuer, SigningKey, TokenBuilder, b64url, compact, unix_now};
+use zerotrust_testkit::{
+    DEFAULT_AUDIENCE, DevIssuer, SigningKey, TokenBuilder, b64url, compact, unix_now,
+};
 
 async fn setup() -> (DevIssuer, String) {
     let dev = DevIssuer::start().await.unwrap();
@@ -85,7 +94,12 @@ async fn missing_token_is_401_with_bare_bearer_challenge() {
     assert_eq!(reply.challenge.as_deref(), Some("Bearer realm=\"api\""));
     assert_eq!(reply.code(), "token.missing");
     // Another scheme carries no bearer token: the same bare challenge.
-    let reply = send(client().get(format!("{base}/api/me")).basic_auth("u", Some("p"))).await;
+    let reply = send(
+        client()
+            .get(format!("{base}/api/me"))
+            .basic_auth("u", Some("p")),
+    )
+    .await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.challenge.as_deref(), Some("Bearer realm=\"api\""));
 }
@@ -207,7 +221,9 @@ async fn kid_path_traversal_and_injection_are_unknown_keys() {
 async fn jku_x5u_and_jwk_headers_are_never_fetched_or_used() {
     let (dev, base) = setup().await;
     // A listener that counts every connection an attacker-controlled URL would receive.
-    let trap = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let trap = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let trap_url = format!("http://{}/keys", trap.local_addr().unwrap());
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
@@ -224,13 +240,19 @@ async fn jku_x5u_and_jwk_headers_are_never_fetched_or_used() {
             .await
             .assert_invalid_token("token.signature_invalid");
     }
-    let token = dev.token().header("jwk", attacker_jwk.clone()).sign(&attacker);
+    let token = dev
+        .token()
+        .header("jwk", attacker_jwk.clone())
+        .sign(&attacker);
     get_with_token(&base, &token)
         .await
         .assert_invalid_token("token.signature_invalid");
     let token = dev
         .token()
-        .header("x5c", json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]))
+        .header(
+            "x5c",
+            json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]),
+        )
         .sign(&attacker);
     get_with_token(&base, &token)
         .await
@@ -273,13 +295,20 @@ async fn wrong_or_missing_typ_is_401() {
 #[tokio::test]
 async fn id_token_used_as_access_token_is_401() {
     let dev = DevIssuer::start().await.unwrap();
-    let id_token = dev.token()
+    let id_token = dev
+        .token()
         .header("typ", "JWT")
         .claim("aud", "demo-client")
         .claim("nonce", "n-0S6_WzA2Mj")
         .without_claim("scope");
     // Strict default: the typ gives it away.
-    let strict = protected(JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap()).await;
+    let strict = protected(
+        JwtVerifier::builder()
+            .issuer(issuer_for(&dev))
+            .build()
+            .unwrap(),
+    )
+    .await;
     get_with_token(&strict, &dev.sign(&id_token))
         .await
         .assert_invalid_token("token.type");
@@ -368,15 +397,23 @@ async fn required_claims_audience_and_issuer_are_enforced() {
         (dev.token().without_claim("aud"), "token.claim_missing"),
         (dev.token().without_claim("sub"), "token.claim_missing"),
         (dev.token().without_claim("iss"), "token.claim_missing"),
-        (dev.token().claim("aud", "https://other.example"), "token.audience"),
+        (
+            dev.token().claim("aud", "https://other.example"),
+            "token.audience",
+        ),
         (dev.token().claim("aud", json!([])), "token.audience"),
-        (dev.token().claim("iss", "https://evil.example"), "token.issuer_unknown"),
+        (
+            dev.token().claim("iss", "https://evil.example"),
+            "token.issuer_unknown",
+        ),
     ] {
         get_with_token(&base, &dev.sign(&builder))
             .await
             .assert_invalid_token(code);
     }
-    let ok = dev.token().claim("aud", json!(["https://other.example", DEFAULT_AUDIENCE]));
+    let ok = dev
+        .token()
+        .claim("aud", json!(["https://other.example", DEFAULT_AUDIENCE]));
     assert_eq!(get_with_token(&base, &dev.sign(&ok)).await.status, 200);
 }
 
@@ -395,8 +432,16 @@ async fn signature_copied_from_another_token_is_401() {
 
 #[tokio::test]
 async fn es256_with_r_or_s_zero_is_401() {
-    let dev = DevIssuer::start_with(SigningKey::es256("ec-1")).await.unwrap();
-    let base = protected(JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap()).await;
+    let dev = DevIssuer::start_with(SigningKey::es256("ec-1"))
+        .await
+        .unwrap();
+    let base = protected(
+        JwtVerifier::builder()
+            .issuer(issuer_for(&dev))
+            .build()
+            .unwrap(),
+    )
+    .await;
     let genuine = dev.mint();
     let (input, sig) = genuine.rsplit_once('.').unwrap();
     let sig = base64_decode(sig);
@@ -437,7 +482,13 @@ fn base64_decode(s: &str) -> Vec<u8> {
 #[tokio::test]
 async fn key_rotation_new_kid_is_accepted_after_one_refetch() {
     let dev = DevIssuer::start().await.unwrap();
-    let base = protected(JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap()).await;
+    let base = protected(
+        JwtVerifier::builder()
+            .issuer(issuer_for(&dev))
+            .build()
+            .unwrap(),
+    )
+    .await;
     assert_eq!(get_with_token(&base, &dev.mint()).await.status, 200);
     assert_eq!(dev.jwks_hits(), 1);
     let old = dev.mint();
@@ -458,7 +509,10 @@ async fn issuer_down_cached_keys_keep_working() {
     let dev = DevIssuer::start().await.unwrap();
     let base = protected(
         JwtVerifier::builder()
-            .issuer(issuer_for(&dev).refresh_bounds(Duration::from_millis(50), Duration::from_millis(50)))
+            .issuer(
+                issuer_for(&dev)
+                    .refresh_bounds(Duration::from_millis(50), Duration::from_millis(50)),
+            )
             .build()
             .unwrap(),
     )
@@ -479,13 +533,21 @@ async fn issuer_down_cached_keys_keep_working() {
 async fn nothing_cached_and_issuer_down_is_503_with_retry_after() {
     let dev = DevIssuer::start().await.unwrap();
     let token = dev.mint();
-    let verifier = JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap();
+    let verifier = JwtVerifier::builder()
+        .issuer(issuer_for(&dev))
+        .build()
+        .unwrap();
     dev.set_failing(true);
     let base = protected(verifier).await;
     for _ in 0..5 {
         let reply = get_with_token(&base, &token).await;
         assert_eq!(reply.status, 503, "{reply:?}");
-        assert!(reply.retry_after.as_deref().is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+        assert!(
+            reply
+                .retry_after
+                .as_deref()
+                .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1))
+        );
         assert_eq!(reply.code(), "issuer.keys_unavailable");
         assert!(reply.challenge.is_none());
     }
@@ -540,7 +602,10 @@ async fn max_age_drives_background_refresh() {
     dev.set_cache_control(Some("public, max-age=0"));
     let base = protected(
         JwtVerifier::builder()
-            .issuer(issuer_for(&dev).refresh_bounds(Duration::from_millis(100), Duration::from_secs(3600)))
+            .issuer(
+                issuer_for(&dev)
+                    .refresh_bounds(Duration::from_millis(100), Duration::from_secs(3600)),
+            )
             .build()
             .unwrap(),
     )
@@ -596,7 +661,13 @@ async fn unfit_keys_in_the_key_set_are_ignored_and_fit_ones_used() {
     let n = base64_decode(small_jwk["n"].as_str().unwrap());
     small_jwk["n"] = json!(b64url(&n[..128]));
     dev.publish_extra_jwks(vec![oct.public_jwk(), enc_jwk, small_jwk]);
-    let base = protected(JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap()).await;
+    let base = protected(
+        JwtVerifier::builder()
+            .issuer(issuer_for(&dev))
+            .build()
+            .unwrap(),
+    )
+    .await;
     assert_eq!(get_with_token(&base, &dev.mint()).await.status, 200);
     for (key, code) in [
         (&oct, "token.key_unknown"),
@@ -612,15 +683,23 @@ async fn unfit_keys_in_the_key_set_are_ignored_and_fit_ones_used() {
 #[tokio::test]
 async fn several_issuers_are_chosen_by_iss() {
     let a = DevIssuer::start().await.unwrap();
-    let b = DevIssuer::start_with(SigningKey::ed25519("b-1")).await.unwrap();
+    let b = DevIssuer::start_with(SigningKey::ed25519("b-1"))
+        .await
+        .unwrap();
     let verifier = JwtVerifier::builder()
         .issuer(issuer_for(&a))
         .issuer(issuer_for(&b))
         .build()
         .unwrap();
     let base = protected(verifier).await;
-    assert_eq!(get_with_token(&base, &a.mint()).await.body["iss"], a.issuer());
-    assert_eq!(get_with_token(&base, &b.mint()).await.body["iss"], b.issuer());
+    assert_eq!(
+        get_with_token(&base, &a.mint()).await.body["iss"],
+        a.issuer()
+    );
+    assert_eq!(
+        get_with_token(&base, &b.mint()).await.body["iss"],
+        b.issuer()
+    );
     // B's key with A's iss: A's keys do not have it.
     let cross = b.sign(&b.token().claim("iss", a.issuer()));
     get_with_token(&base, &cross)
@@ -631,15 +710,21 @@ async fn several_issuers_are_chosen_by_iss() {
 #[tokio::test]
 async fn cookie_token_source() {
     let dev = DevIssuer::start().await.unwrap();
-    let verifier = JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap();
-    let addr = serve(app(
-        JwtVerifyLayer::new(verifier)
-            .token_source(TokenSource::cookie("at"))
-            .realm("api"),
-    ))
+    let verifier = JwtVerifier::builder()
+        .issuer(issuer_for(&dev))
+        .build()
+        .unwrap();
+    let addr = serve(app(JwtVerifyLayer::new(verifier)
+        .token_source(TokenSource::cookie("at"))
+        .realm("api")))
     .await;
     let url = format!("http://{addr}/api/me");
-    let reply = send(client().get(&url).header("cookie", format!("theme=dark; at={}", dev.mint()))).await;
+    let reply = send(
+        client()
+            .get(&url)
+            .header("cookie", format!("theme=dark; at={}", dev.mint())),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let reply = send(client().get(&url).bearer_auth(dev.mint())).await;
     assert_eq!(reply.status, 401);
@@ -674,7 +759,10 @@ async fn revoked_token_is_401_even_from_the_verified_token_cache() {
     assert_eq!(get_with_token(&base, &token).await.status, 200);
     let identity = verifier.verify(&token).await.unwrap();
     verifier
-        .revoke(identity.jti().unwrap(), SystemTime::now() + Duration::from_secs(300))
+        .revoke(
+            identity.jti().unwrap(),
+            SystemTime::now() + Duration::from_secs(300),
+        )
         .await
         .unwrap();
     get_with_token(&base, &token)
@@ -715,14 +803,12 @@ async fn custom_checks_and_required_claims_refuse_with_their_reason() {
     const TENANT: Reason = Reason::new("token.tenant", "The token is for another tenant.");
     let dev = DevIssuer::start().await.unwrap();
     let verifier = JwtVerifier::builder()
-        .issuer(
-            issuer_for(&dev)
-                .require_claim("tenant")
-                .check(|id| match id.claim("tenant").and_then(|t| t.as_str()) {
-                    Some("acme") => Ok(()),
-                    _ => Err(TENANT),
-                }),
-        )
+        .issuer(issuer_for(&dev).require_claim("tenant").check(|id| {
+            match id.claim("tenant").and_then(|t| t.as_str()) {
+                Some("acme") => Ok(()),
+                _ => Err(TENANT),
+            }
+        }))
         .build()
         .unwrap();
     let base = protected(verifier).await;
@@ -747,7 +833,10 @@ async fn malformed_tokens_are_401_and_never_echoed() {
         ("a.b", "token.malformed"),
         (jwe, "token.encrypted"),
         (&format!("{}.{}", parts[0], parts[1]), "token.malformed"),
-        (&format!("{}..{}", parts[0], parts[2]), "token.claims_invalid"),
+        (
+            &format!("{}..{}", parts[0], parts[2]),
+            "token.claims_invalid",
+        ),
         (&format!("{}={}", good, ""), "token.malformed"),
     ] {
         let reply = get_with_token(&base, token).await;
@@ -762,7 +851,16 @@ async fn malformed_tokens_are_401_and_never_echoed() {
         "{}.{}.{}",
         token.split('.').next().unwrap(),
         b64url("not json"),
-        b64url(key.sign(format!("{}.{}", token.split('.').next().unwrap(), b64url("not json")).as_bytes()))
+        b64url(
+            key.sign(
+                format!(
+                    "{}.{}",
+                    token.split('.').next().unwrap(),
+                    b64url("not json")
+                )
+                .as_bytes()
+            )
+        )
     );
     get_with_token(&base, &not_json)
         .await
@@ -776,17 +874,27 @@ async fn refusals_carry_the_context_in_response_extensions_for_outer_layers() {
     use zerotrust_core::{Outcome, RiskSignal, ZeroTrust};
 
     let (dev, _) = setup().await;
-    let verifier = JwtVerifier::builder().issuer(issuer_for(&dev)).build().unwrap();
+    let verifier = JwtVerifier::builder()
+        .issuer(issuer_for(&dev))
+        .build()
+        .unwrap();
     let app = app(JwtVerifyLayer::new(verifier));
     // An outer layer already recorded a signal: the refusal keeps it.
     let mut req = axum::http::Request::get("/api/me")
         .header("authorization", "Bearer a.b.c")
         .body(Body::empty())
         .unwrap();
-    ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("network.new", 0.2, "first request"));
+    ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new(
+        "network.new",
+        0.2,
+        "first request",
+    ));
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 401);
-    let zt = resp.extensions().get::<ZeroTrust>().expect("context in the response");
+    let zt = resp
+        .extensions()
+        .get::<ZeroTrust>()
+        .expect("context in the response");
     let decision = zt.decision().expect("decision recorded");
     assert_eq!(decision.outcome, Outcome::Deny);
     assert_eq!(decision.layer, "jwt");

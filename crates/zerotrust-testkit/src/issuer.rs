@@ -82,10 +82,10 @@ async fn jwks(State(s): State<Arc<Shared>>) -> Response {
     let mut keys: Vec<Value> = read(&s.published).iter().map(|k| k.public_jwk()).collect();
     keys.extend(read(&s.extra_jwks));
     let mut response = Json(json!({ "keys": keys })).into_response();
-    if let Some(cc) = read(&s.cache_control) {
-        if let Ok(v) = HeaderValue::from_str(&cc) {
-            response.headers_mut().insert(header::CACHE_CONTROL, v);
-        }
+    if let Some(cc) = read(&s.cache_control)
+        && let Ok(v) = HeaderValue::from_str(&cc)
+    {
+        response.headers_mut().insert(header::CACHE_CONTROL, v);
     }
     response
 }

@@ -145,7 +145,11 @@ impl SigningKey {
                     .expect("RSA signing");
                 sig
             }
-            Kind::Ec(kp, _) => kp.sign(&rng, message).expect("EC signing").as_ref().to_vec(),
+            Kind::Ec(kp, _) => kp
+                .sign(&rng, message)
+                .expect("EC signing")
+                .as_ref()
+                .to_vec(),
             Kind::Ed(kp) => kp.sign(message).as_ref().to_vec(),
             Kind::Hmac(secret) => {
                 let alg = match self.alg.as_str() {
@@ -171,10 +175,7 @@ impl SigningKey {
             Kind::Ec(kp, crv) => {
                 let point = kp.public_key().as_ref();
                 let half = (point.len() - 1) / 2;
-                let (x, y) = point
-                    .get(1..)
-                    .map(|p| p.split_at(half))
-                    .unwrap_or_default();
+                let (x, y) = point.get(1..).map(|p| p.split_at(half)).unwrap_or_default();
                 json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)})
             }
             Kind::Ed(kp) => {

@@ -19,7 +19,11 @@ pub fn unix_now() -> i64 {
 }
 
 /// A compact JWS from raw header and payload JSON text, signed by `sign` over the signing input.
-pub fn compact(header_json: &str, payload_json: &str, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+pub fn compact(
+    header_json: &str,
+    payload_json: &str,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> String {
     let input = format!("{}.{}", b64url(header_json), b64url(payload_json));
     let sig = sign(input.as_bytes());
     format!("{input}.{}", b64url(sig))

@@ -1,5 +1,11 @@
 //! Shared helpers: a protected axum app on 127.0.0.1, a client, and the reply's parts.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    unreachable_pub
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,11 +90,15 @@ impl Reply {
         assert_eq!(self.status, 401, "{self:?}");
         let challenge = self.challenge.as_deref().unwrap_or("");
         assert!(
-            challenge.starts_with("Bearer realm=\"api\", error=\"invalid_token\", error_description=\""),
+            challenge
+                .starts_with("Bearer realm=\"api\", error=\"invalid_token\", error_description=\""),
             "{challenge}"
         );
         assert_eq!(self.code(), code, "{self:?}");
-        assert_eq!(self.content_type.as_deref(), Some("application/problem+json"));
+        assert_eq!(
+            self.content_type.as_deref(),
+            Some("application/problem+json")
+        );
         assert_eq!(self.body["status"], 401);
     }
 
