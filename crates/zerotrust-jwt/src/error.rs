@@ -165,6 +165,9 @@ pub enum VerifyError {
     /// The revocation store did not answer: 503 (fail closed).
     #[error("revocation store unavailable: {0}")]
     Store(StoreError),
+    /// The credentials are not an RFC 6750 `b64token`: a malformed request (400).
+    #[error("the credentials are not a b64token")]
+    MalformedCredentials,
 }
 
 impl VerifyError {
@@ -195,6 +198,7 @@ impl VerifyError {
             VerifyError::Check(reason) => *reason,
             VerifyError::KeysUnavailable { .. } => KEYS_UNAVAILABLE,
             VerifyError::Store(_) => STORE_UNAVAILABLE,
+            VerifyError::MalformedCredentials => MALFORMED_CREDENTIALS,
         }
     }
 
@@ -206,6 +210,7 @@ impl VerifyError {
                 retry_after: *retry_after,
             },
             VerifyError::Store(_) => RejectionKind::Unavailable { retry_after: 1 },
+            VerifyError::MalformedCredentials => RejectionKind::InvalidRequest,
             _ => RejectionKind::InvalidToken,
         };
         Rejection::new(kind, self.reason()).with_layer("jwt")

@@ -22,7 +22,7 @@ use crate::claims::{self, Claims};
 use crate::error::VerifyError;
 use crate::fetch::{FetchError, Fetcher, HttpSettings};
 use crate::issuer::{Issuer, KeySource, KeysUnavailable, RemoteKeys};
-use crate::jws::CompactJws;
+use crate::jws::{CompactJws, HeaderCache, JwsError};
 use crate::key::{KeyLookup, KeySet};
 
 /// The configuration could not be turned into a verifier.
@@ -77,6 +77,7 @@ struct Inner {
     max_token_len: usize,
     revocation: Arc<dyn RevocationStore>,
     cache: Option<Cache<Box<str>, Arc<Identity>, ahash::RandomState>>,
+    headers: HeaderCache,
 }
 
 /// Verifies bearer tokens against the keys of one or more trusted issuers.
@@ -94,6 +95,11 @@ struct Inner {
 ///     .unwrap();
 /// let err = verifier.verify("not.a.token").await.unwrap_err();
 /// assert_eq!(err.reason().code(), "token.malformed");
+/// assert_eq!(err.rejection().status(), 401);
+/// // Not even RFC 6750 token syntax: a malformed request.
+/// let err = verifier.verify("not a token").await.unwrap_err();
+/// assert_eq!(err.reason().code(), "request.malformed_credentials");
+/// assert_eq!(err.rejection().status(), 400);
 /// # });
 /// ```
 #[derive(Clone)]
@@ -226,6 +232,7 @@ impl JwtVerifierBuilder {
                     .revocation
                     .unwrap_or_else(|| Arc::new(MemoryRevocationStore::new())),
                 cache,
+                headers: HeaderCache::new(),
             }),
         })
     }
@@ -320,7 +327,14 @@ impl JwtVerifier {
             return Ok(identity);
         }
 
-        let jws = CompactJws::parse(token)?;
+        let jws = CompactJws::parse_with(token, Some(&inner.headers)).map_err(|e| match e {
+            // Every compact JWS is an RFC 6750 b64token; checking that syntax only for tokens the
+            // parser refused keeps a per-byte scan off the path of good tokens.
+            JwsError::NotCompact | JwsError::Encoding(_) if !crate::source::is_b64token(token) => {
+                VerifyError::MalformedCredentials
+            }
+            e => e.into(),
+        })?;
         let claims = claims::parse(jws.payload(), &inner.roles_roots)
             .map_err(|e| VerifyError::Claims(e.to_string()))?;
         let iss = claims
@@ -377,6 +391,7 @@ impl JwtVerifier {
             }
         }
 
+        jws.remember_header(&inner.headers);
         let mut parts = self.validate(state, claims, now)?;
         // The claims are read; the payload moves into the identity without a copy. serde_json
         // does not check UTF-8 inside strings it skips, so check it here.
