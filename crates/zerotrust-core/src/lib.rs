@@ -8,6 +8,7 @@
 //    renders it: status, `WWW-Authenticate`, problem body, context in the response extensions.
 // 4. Handlers read the context through the axum extractor in `extract`.
 
+pub mod client_ip;
 mod context;
 mod extract;
 mod identity;
@@ -15,6 +16,10 @@ mod rejection;
 pub mod revocation;
 mod signal;
 
+pub use client_ip::{
+    ClientIp, ClientIpError, ClientIpOrigin, ClientIpResolver, ClientIpResolverBuilder,
+    ForwardedSource, OnInvalidForwarded, PeerAddr,
+};
 pub use context::{Decision, Outcome, ZeroTrust};
 pub use extract::MissingZeroTrust;
 pub use identity::{Identity, IdentityParts};
