@@ -50,49 +50,15 @@ struct Case {
     expect: Expect,
 }
 
-fn xff(
-    name: &'static str,
-    peer: &'static str,
-    lines: &'static [&'static str],
-    expect: Expect,
-) -> Case {
-    Case {
+fn case(
+    source: ForwardedSource,
+    header: &'static str,
+) -> impl Fn(&'static str, &'static str, &'static [&'static str], Expect) -> Case {
+    move |name, peer, lines, expect| Case {
         name,
-        source: ForwardedSource::XForwardedFor,
+        source: source.clone(),
         peer,
-        header: "x-forwarded-for",
-        lines,
-        expect,
-    }
-}
-
-fn fwd(
-    name: &'static str,
-    peer: &'static str,
-    lines: &'static [&'static str],
-    expect: Expect,
-) -> Case {
-    Case {
-        name,
-        source: ForwardedSource::Forwarded,
-        peer,
-        header: "forwarded",
-        lines,
-        expect,
-    }
-}
-
-fn real_ip(
-    name: &'static str,
-    peer: &'static str,
-    lines: &'static [&'static str],
-    expect: Expect,
-) -> Case {
-    Case {
-        name,
-        source: ForwardedSource::SingleValue(HeaderName::from_static("x-real-ip")),
-        peer,
-        header: "x-real-ip",
+        header,
         lines,
         expect,
     }
@@ -100,6 +66,12 @@ fn real_ip(
 
 fn cases() -> Vec<Case> {
     use ClientIpError::{Invalid, TooLong};
+    let xff = case(ForwardedSource::XForwardedFor, "x-forwarded-for");
+    let fwd = case(ForwardedSource::Forwarded, "forwarded");
+    let real_ip = case(
+        ForwardedSource::SingleValue(HeaderName::from_static("x-real-ip")),
+        "x-real-ip",
+    );
     vec![
         // X-Forwarded-For
         xff(
