@@ -253,7 +253,7 @@ impl ClientIpResolver {
             addr: peer,
             origin: ClientIpOrigin::Peer,
         };
-        if self.source == ForwardedSource::None || !self.is_trusted(peer) {
+        if !self.is_trusted(peer) {
             return Ok(from_peer);
         }
         let hops = match &self.source {
@@ -261,7 +261,7 @@ impl ClientIpResolver {
             ForwardedSource::XForwardedFor => self.list(
                 headers,
                 &HeaderName::from_static("x-forwarded-for"),
-                read_xff,
+                read_addr,
             )?,
             ForwardedSource::Forwarded => {
                 self.list(headers, &http::header::FORWARDED, read_forwarded)?
@@ -275,7 +275,7 @@ impl ClientIpResolver {
                         if text.contains(',') {
                             vec![Hop::Unreadable]
                         } else {
-                            vec![read_xff(text)]
+                            vec![read_addr(text)]
                         }
                     }
                     (Some(_), Some(_)) => vec![Hop::Unreadable],
@@ -364,10 +364,6 @@ fn read_addr(text: &str) -> Hop {
         Some(ip) => Hop::Addr(ip.to_canonical()),
         None => Hop::Unreadable,
     }
-}
-
-fn read_xff(entry: &str) -> Hop {
-    read_addr(entry)
 }
 
 /// One RFC 7239 forwarded-element: its `for` parameter (case-insensitive name; token or quoted
