@@ -2,7 +2,10 @@ use std::sync::Arc;
 
 use http::Extensions;
 
-use crate::{Identity, Reason, RiskSignal};
+use crate::device::DeviceAssessment;
+use crate::geo::NetworkAssessment;
+use crate::risk::{RiskAssessment, RiskModel, TrustLevel};
+use crate::{ClientIp, Identity, Reason, RiskSignal};
 
 /// What a zerotrust layer decided about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +74,11 @@ pub struct Decision {
 #[non_exhaustive]
 pub struct ZeroTrust {
     identity: Option<Arc<Identity>>,
+    client_ip: Option<ClientIp>,
+    device: Option<DeviceAssessment>,
+    network: Option<NetworkAssessment>,
     signals: Vec<RiskSignal>,
+    risk_model: Option<Arc<RiskModel>>,
     decision: Option<Decision>,
 }
 
@@ -106,6 +113,37 @@ impl ZeroTrust {
         self.identity = Some(identity);
     }
 
+    /// The client address, once a layer resolved it (with the shared
+    /// [`ClientIpResolver`](crate::ClientIpResolver)).
+    pub fn client_ip(&self) -> Option<ClientIp> {
+        self.client_ip
+    }
+
+    /// Records the client address, so later layers use the same one.
+    pub fn set_client_ip(&mut self, ip: ClientIp) {
+        self.client_ip = Some(ip);
+    }
+
+    /// What the device layer established, if it ran.
+    pub fn device(&self) -> Option<&DeviceAssessment> {
+        self.device.as_ref()
+    }
+
+    /// Records the device assessment.
+    pub fn set_device(&mut self, device: DeviceAssessment) {
+        self.device = Some(device);
+    }
+
+    /// What the network layer established, if it ran.
+    pub fn network(&self) -> Option<&NetworkAssessment> {
+        self.network.as_ref()
+    }
+
+    /// Records the network assessment.
+    pub fn set_network(&mut self, network: NetworkAssessment) {
+        self.network = Some(network);
+    }
+
     /// The risk signals layers have added, in order.
     pub fn signals(&self) -> &[RiskSignal] {
         &self.signals
@@ -114,6 +152,57 @@ impl ZeroTrust {
     /// Adds a risk signal.
     pub fn add_signal(&mut self, signal: RiskSignal) {
         self.signals.push(signal);
+    }
+
+    /// The risk score in `0.0..=1.0`, combining every signal (see [`RiskModel`]).
+    pub fn risk_score(&self) -> f64 {
+        self.model().score(&self.signals)
+    }
+
+    /// The trust level the signals, identity and device binding earn (see [`RiskModel`]).
+    pub fn trust_level(&self) -> TrustLevel {
+        self.risk_assessment().trust_level
+    }
+
+    /// Score, trust level and the reasons behind them, strongest first.
+    ///
+    /// ```
+    /// use zerotrust_core::{RiskSignal, TrustLevel, ZeroTrust};
+    ///
+    /// let mut zt = ZeroTrust::new();
+    /// zt.add_signal(RiskSignal::new("network.anonymizer", 0.6, "tor exit"));
+    /// zt.add_signal(RiskSignal::new("time.outside_hours", 0.2, "03:10 Europe/Berlin"));
+    /// let risk = zt.risk_assessment();
+    /// assert!((risk.score - 0.68).abs() < 1e-9); // 1 - (1 - 0.6) * (1 - 0.2)
+    /// assert_eq!(risk.reasons[0].name(), "network.anonymizer");
+    /// assert_eq!(risk.trust_level, TrustLevel::Low); // 0.68 is within Low (at most 0.8)
+    /// ```
+    pub fn risk_assessment(&self) -> RiskAssessment {
+        self.model().assess(
+            &self.signals,
+            self.identity.is_some(),
+            self.device
+                .as_ref()
+                .is_some_and(|d| d.binding.is_cryptographic()),
+        )
+    }
+
+    /// The risk model used by [`risk_score`](Self::risk_score) and
+    /// [`trust_level`](Self::trust_level): the one a layer installed, or the default.
+    pub fn risk_model(&self) -> &RiskModel {
+        self.model()
+    }
+
+    /// Installs the risk model (thresholds, weight overrides) for this request. The decision layer
+    /// installs its own; without one, [`RiskModel::default`] applies.
+    pub fn set_risk_model(&mut self, model: Arc<RiskModel>) {
+        self.risk_model = Some(model);
+    }
+
+    fn model(&self) -> &RiskModel {
+        self.risk_model
+            .as_deref()
+            .unwrap_or_else(|| RiskModel::default_ref())
     }
 
     /// The decision made about the request, if one was recorded.

@@ -10,10 +10,15 @@
 
 pub mod client_ip;
 mod context;
+pub mod device;
 mod extract;
+pub mod geo;
 mod identity;
+pub mod location;
+pub mod peer_cert;
 mod rejection;
 pub mod revocation;
+pub mod risk;
 mod signal;
 
 pub use client_ip::{
@@ -21,8 +26,16 @@ pub use client_ip::{
     ForwardedSource, OnInvalidForwarded, PeerAddr,
 };
 pub use context::{Decision, Outcome, ZeroTrust};
+pub use device::{
+    Compliance, DeviceAssessment, DeviceBinding, DeviceRecord, DeviceRegistry, DeviceStatus,
+    FingerprintDigest, MemoryDeviceRegistry, Posture, PostureRule, Registration,
+};
 pub use extract::MissingZeroTrust;
+pub use geo::{CountryCode, GeoLocation, GeoLocator, GeoPoint, NetworkAssessment, NetworkZone};
 pub use identity::{Identity, IdentityParts};
+pub use location::{LocationHistory, MemoryLocationHistory, Sighting};
+pub use peer_cert::{CertificateError, PeerCertificate};
 pub use rejection::{Reason, Rejection, RejectionKind};
 pub use revocation::{MemoryRevocationStore, RevocationStore, StoreError, StoreFuture};
+pub use risk::{InvalidThresholds, RiskAssessment, RiskModel, TrustLevel, TrustThresholds};
 pub use signal::RiskSignal;
