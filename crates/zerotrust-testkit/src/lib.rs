@@ -7,10 +7,13 @@
 //! - [`DevIssuer`]: an OpenID Provider's discovery document and JWK Set served on 127.0.0.1, with
 //!   key rotation, failure injection and hit counters.
 //!
+//! - [`store_suite`]: one test suite per state-store trait, run against every implementation.
+//!
 //! Not for production: the keys live in memory and the issuer has no authentication at all.
 
 mod issuer;
 mod keys;
+pub mod store_suite;
 mod token;
 
 pub use issuer::{DEFAULT_AUDIENCE, DevIssuer};
