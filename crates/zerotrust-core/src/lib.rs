@@ -19,6 +19,7 @@ pub mod peer_cert;
 mod rejection;
 pub mod revocation;
 pub mod risk;
+pub mod service;
 mod signal;
 
 pub use client_ip::{

@@ -191,7 +191,8 @@ pub struct Rejection {
     reason: Reason,
     layer: &'static str,
     realm: Option<Arc<str>>,
-    context: Option<ZeroTrust>,
+    // Boxed: the context is large and a rejection travels through `Result`s by value.
+    context: Option<Box<ZeroTrust>>,
 }
 
 impl Rejection {
@@ -220,7 +221,7 @@ impl Rejection {
 
     /// Attaches the request's context, to be copied into the response extensions.
     pub fn with_context(mut self, context: ZeroTrust) -> Self {
-        self.context = Some(context);
+        self.context = Some(Box::new(context));
         self
     }
 
@@ -362,7 +363,7 @@ impl IntoResponse for Rejection {
                 headers.insert(header::RETRY_AFTER, value);
             }
         }
-        let mut context = self.context.unwrap_or_default();
+        let mut context = self.context.map(|c| *c).unwrap_or_default();
         context.set_decision(decision);
         response.extensions_mut().insert(context);
         response

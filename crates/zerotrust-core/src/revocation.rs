@@ -25,6 +25,27 @@ pub enum StoreError {
     Protocol(String),
 }
 
+/// The reason a check that needs a store gives when the store cannot answer.
+pub const STORE_UNAVAILABLE: crate::Reason = crate::Reason::new(
+    "store.unavailable",
+    "A required service is temporarily unavailable.",
+);
+
+/// The signal a fail-open check adds when its store could not answer.
+pub const STORE_DEGRADED: &str = "store.degraded";
+
+impl StoreError {
+    /// The refusal for a request whose check needed the store: 503 with `Retry-After: 1` and
+    /// reason `store.unavailable`, from `layer`.
+    pub fn rejection(&self, layer: &'static str) -> crate::Rejection {
+        crate::Rejection::new(
+            crate::RejectionKind::Unavailable { retry_after: 1 },
+            STORE_UNAVAILABLE,
+        )
+        .with_layer(layer)
+    }
+}
+
 /// Revoked token ids (`jti`), checked on every request.
 ///
 /// `revoke(jti, until)` records a revocation that must last at least until `until`, normally the
