@@ -1,0 +1,770 @@
+//! `DeviceCheck`: the configuration, and the assessment of one request's device.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName};
+use zerotrust_core::device::FingerprintDigest;
+use zerotrust_core::revocation::STORE_DEGRADED;
+use zerotrust_core::service::ContextUpdate;
+use zerotrust_core::{
+    Compliance, DeviceAssessment, DeviceBinding, DeviceRecord, DeviceRegistry, DeviceStatus,
+    PeerCertificate, Posture, Registration, Rejection, RejectionKind, RiskSignal, StoreError,
+    ZeroTrust,
+};
+
+use crate::assertion::{AssertionError, AssertionVerifier, PostureAssertions, VerifiedAssertion};
+use crate::policy::{PosturePolicy, RuleAction};
+use crate::reasons;
+
+/// How a client certificate names its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateIds {
+    /// The certificate's SHA-256 fingerprint, as 64 lower-case hex digits.
+    Sha256Fingerprint,
+    /// The first URI SAN starting with this prefix (for example `spiffe://example.org/device/`),
+    /// whole. A certificate without one is refused (`device.certificate_unrecognized`).
+    UriSanPrefix(String),
+}
+
+/// What to do with a request that identifies no device at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Absent {
+    Refuse,
+    Signal(f64),
+}
+
+/// A source of the current time in seconds since the Unix epoch (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The configuration of a [`DeviceCheckLayer`](crate::DeviceCheckLayer), built once.
+///
+/// Cloning is cheap (shared behind an `Arc`).
+#[derive(Clone)]
+pub struct DeviceCheck {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Arc<dyn DeviceRegistry>,
+    policy: PosturePolicy,
+    headers: Option<(HeaderName, HeaderName)>,
+    assertions: Option<AssertionVerifier>,
+    certificates: Option<CertificateIds>,
+    auto_register: bool,
+    absent: Absent,
+    unknown_weight: f64,
+    new_weight: f64,
+    weak_binding_weight: f64,
+    store_fail_open: Option<f64>,
+    touch_interval: i64,
+    clock: Clock,
+}
+
+impl fmt::Debug for DeviceCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("DeviceCheck")
+            .field("headers", &i.headers)
+            .field("assertions", &i.assertions.is_some())
+            .field("certificates", &i.certificates)
+            .field("auto_register", &i.auto_register)
+            .field("policy", &i.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`DeviceCheck`] that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No way to identify devices was enabled.
+    #[error(
+        "no device identification enabled: call device_headers, posture_assertions or client_certificates"
+    )]
+    NoIdentification,
+}
+
+/// Builds a [`DeviceCheck`]. Start from [`DeviceCheck::builder`].
+pub struct DeviceCheckBuilder {
+    registry: Arc<dyn DeviceRegistry>,
+    policy: PosturePolicy,
+    headers: Option<(HeaderName, HeaderName)>,
+    assertions: Option<PostureAssertions>,
+    certificates: Option<CertificateIds>,
+    auto_register: bool,
+    absent: Absent,
+    unknown_weight: f64,
+    new_weight: f64,
+    weak_binding_weight: f64,
+    store_fail_open: Option<f64>,
+    touch_interval: i64,
+    clock: Clock,
+}
+
+impl fmt::Debug for DeviceCheckBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceCheckBuilder").finish_non_exhaustive()
+    }
+}
+
+impl DeviceCheck {
+    /// Starts a configuration around `registry`.
+    ///
+    /// Strict defaults: no identification method until one is enabled; a request that identifies
+    /// no device is refused (403 `device.required`); unknown devices are not registered; the
+    /// default [`PosturePolicy`]; a registry that cannot answer refuses the request (503).
+    ///
+    /// ```
+    /// use zerotrust_core::MemoryDeviceRegistry;
+    /// use zerotrust_device::DeviceCheck;
+    ///
+    /// let check = DeviceCheck::builder(MemoryDeviceRegistry::new())
+    ///     .device_headers()
+    ///     .auto_register()
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn builder(registry: impl DeviceRegistry) -> DeviceCheckBuilder {
+        Self::builder_shared(Arc::new(registry))
+    }
+
+    /// [`builder`](Self::builder) with a registry shared with other code (an admin API, tests).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use zerotrust_core::MemoryDeviceRegistry;
+    /// use zerotrust_device::DeviceCheck;
+    ///
+    /// let registry = Arc::new(MemoryDeviceRegistry::new());
+    /// let check = DeviceCheck::builder_shared(registry.clone()).device_headers().build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn builder_shared(registry: Arc<dyn DeviceRegistry>) -> DeviceCheckBuilder {
+        DeviceCheckBuilder {
+            registry,
+            policy: PosturePolicy::default(),
+            headers: None,
+            assertions: None,
+            certificates: None,
+            auto_register: false,
+            absent: Absent::Refuse,
+            unknown_weight: 0.5,
+            new_weight: 0.3,
+            weak_binding_weight: 0.1,
+            store_fail_open: None,
+            touch_interval: 300,
+            clock: Arc::new(system_clock),
+        }
+    }
+}
+
+impl DeviceCheckBuilder {
+    /// Identifies devices by the `X-Device-Id` and `X-Device-Fingerprint` headers, checked
+    /// against the fingerprint the registry holds for the id.
+    ///
+    /// # Warning
+    ///
+    /// The weakest method: both values are plain request headers, so anyone who learns them can
+    /// replay them. Requests identified this way carry the `device.weak_binding` signal and never
+    /// reach trust level `Verified`. Prefer posture assertions or client certificates.
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn device_headers(self) -> Self {
+        self.device_header_names(
+            HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("x-device-fingerprint"),
+        )
+    }
+
+    /// [`device_headers`](Self::device_headers) with other header names. Same warning.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b
+    ///     .device_header_names(HeaderName::from_static("x-client-device"), HeaderName::from_static("x-client-fp"))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn device_header_names(mut self, id: HeaderName, fingerprint: HeaderName) -> Self {
+        self.headers = Some((id, fingerprint));
+        self
+    }
+
+    /// Identifies devices by signed posture assertions (see [`PostureAssertions`]).
+    ///
+    /// ```
+    /// use zerotrust_device::PostureAssertions;
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let keys = zerotrust_jwt::KeySet::from_keys([]);
+    /// let check = b
+    ///     .posture_assertions(PostureAssertions::new(keys, "https://mdm.example.com"))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn posture_assertions(mut self, assertions: PostureAssertions) -> Self {
+        self.assertions = Some(assertions);
+        self
+    }
+
+    /// Identifies devices by the client certificate of a mutual-TLS connection (the
+    /// [`PeerCertificate`] extension the TLS acceptor sets).
+    ///
+    /// ```
+    /// use zerotrust_device::CertificateIds;
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b
+    ///     .client_certificates(CertificateIds::UriSanPrefix("spiffe://example.org/device/".into()))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn client_certificates(mut self, ids: CertificateIds) -> Self {
+        self.certificates = Some(ids);
+        self
+    }
+
+    /// The posture every device must have.
+    ///
+    /// ```
+    /// use zerotrust_device::PosturePolicy;
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b
+    ///     .device_headers()
+    ///     .posture_policy(PosturePolicy::builder().block_jailbroken().build())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn posture_policy(mut self, policy: PosturePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Registers a device on first sight, bound to the request's verified subject (signal
+    /// `device.new`), and binds an unowned known device to the first subject that uses it.
+    /// Without a verified subject nothing is registered.
+    ///
+    /// # Warning
+    ///
+    /// Trust on first use: whoever presents an unknown device id first owns it. With header
+    /// identification that includes its fingerprint.
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().auto_register().build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn auto_register(mut self) -> Self {
+        self.auto_register = true;
+        self
+    }
+
+    /// Lets requests that identify no device through, with the `device.absent` signal of this
+    /// weight, instead of refusing them.
+    ///
+    /// # Warning
+    ///
+    /// A client then avoids every device check by sending no device evidence; only the signal
+    /// (and a decision layer that weighs it) stands in the way.
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().allow_missing_device(0.5).build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn allow_missing_device(mut self, weight: f64) -> Self {
+        self.absent = Absent::Signal(weight);
+        self
+    }
+
+    /// Weights of the `device.unknown` (default 0.5), `device.new` (0.3) and
+    /// `device.weak_binding` (0.1) signals.
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().signal_weights(0.6, 0.4, 0.2).build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn signal_weights(mut self, unknown: f64, new: f64, weak_binding: f64) -> Self {
+        self.unknown_weight = unknown;
+        self.new_weight = new;
+        self.weak_binding_weight = weak_binding;
+        self
+    }
+
+    /// When the registry cannot answer, lets the request continue with the `store.degraded`
+    /// signal of this weight instead of refusing it with 503.
+    ///
+    /// # Warning
+    ///
+    /// During a registry outage no fingerprint, owner or registration check runs: a replayed or
+    /// stolen device id passes with only the signal against it.
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().fail_open_on_store_error(0.6).build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn fail_open_on_store_error(mut self, weight: f64) -> Self {
+        self.store_fail_open = Some(weight);
+        self
+    }
+
+    /// How often `last_seen` is written for a device in use (default every 5 minutes at most).
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().touch_interval(std::time::Duration::from_secs(60)).build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn touch_interval(mut self, interval: std::time::Duration) -> Self {
+        self.touch_interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Replaces the clock (seconds since the Unix epoch), for tests.
+    ///
+    /// ```
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// let check = b.device_headers().clock(|| 1_900_000_000).build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The configuration, or why it cannot work.
+    pub fn build(self) -> Result<DeviceCheck, BuildError> {
+        if self.headers.is_none() && self.assertions.is_none() && self.certificates.is_none() {
+            return Err(BuildError::NoIdentification);
+        }
+        Ok(DeviceCheck {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                policy: self.policy,
+                headers: self.headers,
+                assertions: self.assertions.map(PostureAssertions::into_verifier),
+                certificates: self.certificates,
+                auto_register: self.auto_register,
+                absent: self.absent,
+                unknown_weight: self.unknown_weight,
+                new_weight: self.new_weight,
+                weak_binding_weight: self.weak_binding_weight,
+                store_fail_open: self.store_fail_open,
+                touch_interval: self.touch_interval,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// The device a request claims, by its strongest evidence.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    Header {
+        id: String,
+        fingerprint: FingerprintDigest,
+    },
+    Assertion(Arc<VerifiedAssertion>),
+    Certificate {
+        id: String,
+    },
+}
+
+impl Claim {
+    fn id(&self) -> &str {
+        match self {
+            Claim::Header { id, .. } | Claim::Certificate { id } => id,
+            Claim::Assertion(a) => &a.device_id,
+        }
+    }
+
+    fn binding(&self) -> DeviceBinding {
+        match self {
+            Claim::Header { .. } => DeviceBinding::Header,
+            Claim::Assertion(_) => DeviceBinding::Assertion,
+            Claim::Certificate { .. } => DeviceBinding::Certificate,
+        }
+    }
+}
+
+/// What the request-level step decided.
+pub(crate) enum Gathered {
+    /// A device to assess against the registry.
+    Claim(Claim),
+    /// No device evidence, and that is allowed: proceed with this signal.
+    Absent(RiskSignal),
+}
+
+/// An id: 1 to 128 characters from `A-Z a-z 0-9 . _ : @ -`.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+}
+
+/// The single value of `name`, `Ok(None)` when absent, an error when repeated or not text.
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => std::str::from_utf8(v.as_bytes()).map(Some).map_err(|_| ()),
+        (Some(_), Some(_)) => Err(()),
+    }
+}
+
+fn malformed() -> Rejection {
+    Rejection::new(RejectionKind::InvalidRequest, reasons::MALFORMED).with_layer("device")
+}
+
+fn forbidden(reason: zerotrust_core::Reason) -> Rejection {
+    Rejection::new(RejectionKind::Forbidden, reason).with_layer("device")
+}
+
+impl DeviceCheck {
+    pub(crate) fn now(&self) -> i64 {
+        (self.inner.clock)()
+    }
+
+    /// Reads the request's device evidence: every enabled method, strongest first, and they must
+    /// agree on the device.
+    pub(crate) fn gather(
+        &self,
+        headers: &HeaderMap,
+        certificate: Option<&PeerCertificate>,
+        now: i64,
+    ) -> Result<Gathered, Rejection> {
+        let inner = &*self.inner;
+        let mut claims: Vec<Claim> = Vec::with_capacity(1);
+
+        if let (Some(ids), Some(cert)) = (&inner.certificates, certificate) {
+            let id = match ids {
+                CertificateIds::Sha256Fingerprint => Some(cert.sha256_hex().to_owned()),
+                CertificateIds::UriSanPrefix(prefix) => cert
+                    .uri_sans()
+                    .find(|uri| uri.starts_with(prefix.as_str()) && uri.len() > prefix.len())
+                    .map(str::to_owned),
+            };
+            match id {
+                Some(id) => claims.push(Claim::Certificate { id }),
+                None => return Err(forbidden(reasons::CERTIFICATE_UNRECOGNIZED)),
+            }
+        }
+
+        if let Some(verifier) = &inner.assertions
+            && let Some(token) =
+                single(headers, verifier.header_name()).map_err(|()| malformed())?
+        {
+            match verifier.verify(token.trim(), now) {
+                Ok(a) if valid_id(&a.device_id) => claims.push(Claim::Assertion(a)),
+                Ok(_) | Err(AssertionError::Invalid) => {
+                    return Err(forbidden(reasons::ASSERTION_INVALID));
+                }
+                Err(AssertionError::Expired) => {
+                    return Err(forbidden(reasons::ASSERTION_EXPIRED));
+                }
+            }
+        }
+
+        if let Some((id_header, fp_header)) = &inner.headers {
+            let id = single(headers, id_header).map_err(|()| malformed())?;
+            let fp = single(headers, fp_header).map_err(|()| malformed())?;
+            match (id, fp) {
+                (None, None) => {}
+                (Some(id), Some(fp)) => {
+                    let (id, fp) = (id.trim(), fp.trim());
+                    let fp_ok = !fp.is_empty()
+                        && fp.len() <= 1024
+                        && fp.bytes().all(|b| b.is_ascii_graphic());
+                    if !valid_id(id) || !fp_ok {
+                        return Err(malformed());
+                    }
+                    claims.push(Claim::Header {
+                        id: id.to_owned(),
+                        fingerprint: FingerprintDigest::of(fp),
+                    });
+                }
+                // One without the other is a broken client, not a weaker claim.
+                _ => return Err(malformed()),
+            }
+        }
+
+        let mut claims = claims.into_iter();
+        let Some(strongest) = claims.next() else {
+            return match inner.absent {
+                Absent::Refuse => Err(forbidden(reasons::REQUIRED)),
+                Absent::Signal(weight) => Ok(Gathered::Absent(RiskSignal::new(
+                    "device.absent",
+                    weight,
+                    "the request identifies no device",
+                ))),
+            };
+        };
+        if claims.any(|weaker| weaker.id() != strongest.id()) {
+            return Err(forbidden(reasons::ID_CONFLICT));
+        }
+        Ok(Gathered::Claim(strongest))
+    }
+
+    /// Assesses `claim` against the registry and the posture policy.
+    pub(crate) async fn assess(
+        self,
+        claim: Claim,
+        subject: Option<String>,
+        now: i64,
+    ) -> DeviceFindings {
+        match self.assess_inner(&claim, subject.as_deref(), now).await {
+            Ok(findings) => findings,
+            Err(error) => self.store_failed(&claim, &error),
+        }
+    }
+
+    fn store_failed(&self, claim: &Claim, error: &StoreError) -> DeviceFindings {
+        match self.inner.store_fail_open {
+            Some(weight) => {
+                tracing::warn!(target: "zerotrust::device", %error, "device registry unavailable; continuing degraded");
+                DeviceFindings {
+                    assessment: None,
+                    signals: vec![RiskSignal::new(
+                        STORE_DEGRADED,
+                        weight,
+                        format!(
+                            "device registry unavailable; device {} unchecked",
+                            claim.id()
+                        ),
+                    )],
+                    refusal: None,
+                }
+            }
+            None => {
+                tracing::warn!(target: "zerotrust::device", %error, "device registry unavailable; answering 503");
+                DeviceFindings {
+                    assessment: None,
+                    signals: Vec::new(),
+                    refusal: Some(error.rejection("device")),
+                }
+            }
+        }
+    }
+
+    async fn assess_inner(
+        &self,
+        claim: &Claim,
+        subject: Option<&str>,
+        now: i64,
+    ) -> Result<DeviceFindings, StoreError> {
+        let inner = &*self.inner;
+        let id = claim.id();
+        let mut signals = Vec::new();
+        let assertion = match claim {
+            Claim::Assertion(a) => Some(a),
+            _ => None,
+        };
+        if let (Some(a), Some(subject)) = (assertion, subject)
+            && a.owner.as_deref().is_some_and(|owner| owner != subject)
+        {
+            return Ok(DeviceFindings::refused(reasons::OWNER_MISMATCH));
+        }
+
+        let mut record = inner.registry.get(id).await?;
+        let mut status = DeviceStatus::Known;
+        if record.is_none() {
+            if let (true, Some(subject)) = (inner.auto_register, subject) {
+                let new = DeviceRecord {
+                    fingerprint: match claim {
+                        Claim::Header { fingerprint, .. } => Some(*fingerprint),
+                        _ => None,
+                    },
+                    owners: vec![subject.to_owned()],
+                    ..DeviceRecord::new(id, now)
+                };
+                match inner.registry.register(new).await? {
+                    Registration::Created(rec) => {
+                        status = DeviceStatus::New;
+                        signals.push(RiskSignal::new(
+                            "device.new",
+                            inner.new_weight,
+                            format!("first sight of device {id}, registered to the subject"),
+                        ));
+                        record = Some(rec);
+                    }
+                    // A concurrent request registered it first: check against that record.
+                    Registration::Existing(rec) => record = Some(rec),
+                }
+            } else {
+                status = DeviceStatus::Unknown;
+                signals.push(RiskSignal::new(
+                    "device.unknown",
+                    inner.unknown_weight,
+                    format!("device {id} is not registered"),
+                ));
+            }
+        }
+
+        let mut owned_by_subject = false;
+        if let Some(rec) = &record {
+            if let Claim::Header { fingerprint, .. } = claim {
+                // A device registered without a fingerprint (by certificate or assertion) cannot
+                // be claimed with headers at all.
+                let matches = rec
+                    .fingerprint
+                    .as_ref()
+                    .is_some_and(|stored| stored.matches(fingerprint));
+                if !matches {
+                    return Ok(DeviceFindings::refused(reasons::FINGERPRINT_MISMATCH));
+                }
+            }
+            if let Some(subject) = subject {
+                if rec.is_owned_by(subject) {
+                    owned_by_subject = true;
+                } else if !rec.owners.is_empty() {
+                    return Ok(DeviceFindings::refused(reasons::OWNER_MISMATCH));
+                } else if inner.auto_register {
+                    inner.registry.bind_owner(id, subject).await?;
+                    owned_by_subject = true;
+                }
+            }
+        }
+
+        // The posture checked: a fresh signed assertion's, else what the registry holds.
+        let posture = match (assertion, &record) {
+            (Some(a), _) => a.posture.clone(),
+            (None, Some(rec)) => rec.posture.clone(),
+            (None, None) => Posture::default(),
+        };
+        let violations = inner.policy.evaluate(&posture, now);
+
+        if let Some(rec) = &record {
+            let newer = match (posture.reported_at, rec.posture.reported_at) {
+                (Some(new), Some(stored)) => new > stored,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if assertion.is_some() && newer {
+                let compliance = if violations.is_empty() {
+                    Compliance::Compliant
+                } else {
+                    Compliance::NonCompliant(violations.iter().map(|v| v.rule).collect())
+                };
+                inner
+                    .registry
+                    .update_posture(id, posture.clone(), compliance)
+                    .await?;
+            }
+            if status == DeviceStatus::Known
+                && now.saturating_sub(rec.last_seen) >= inner.touch_interval
+            {
+                // Bookkeeping, not a check: a failed write does not refuse the request.
+                if let Err(error) = inner.registry.touch(id, now).await {
+                    tracing::warn!(target: "zerotrust::device", %error, "could not record last_seen");
+                }
+            }
+        }
+
+        if claim.binding() == DeviceBinding::Header {
+            signals.push(RiskSignal::new(
+                "device.weak_binding",
+                inner.weak_binding_weight,
+                format!("device {id} identified by request headers only"),
+            ));
+        }
+        let blocking = violations
+            .iter()
+            .find(|v| v.action == RuleAction::Block)
+            .map(|v| reasons::noncompliant(v.rule));
+        let keep = violations.iter().fold(1.0, |keep, v| match v.action {
+            RuleAction::Signal(w) => keep * (1.0 - w.clamp(0.0, 1.0)),
+            RuleAction::Block => keep,
+        });
+        if !violations.is_empty() {
+            let evidence = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.rule, v.detail))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let weight = if blocking.is_some() { 1.0 } else { 1.0 - keep };
+            signals.push(RiskSignal::new("device.noncompliant", weight, evidence));
+        }
+
+        Ok(DeviceFindings {
+            assessment: Some(DeviceAssessment {
+                device_id: Arc::from(id),
+                binding: claim.binding(),
+                status,
+                owned_by_subject,
+                posture,
+                violations: violations.iter().map(|v| v.rule).collect(),
+            }),
+            signals,
+            refusal: blocking.map(forbidden),
+        })
+    }
+}
+
+/// What the device check found about one request; the layer applies it to [`ZeroTrust`] when the
+/// check completes.
+#[derive(Debug)]
+pub struct DeviceFindings {
+    assessment: Option<DeviceAssessment>,
+    signals: Vec<RiskSignal>,
+    refusal: Option<Rejection>,
+}
+
+impl DeviceFindings {
+    fn refused(reason: zerotrust_core::Reason) -> Self {
+        Self {
+            assessment: None,
+            signals: Vec::new(),
+            refusal: Some(forbidden(reason)),
+        }
+    }
+}
+
+impl ContextUpdate for DeviceFindings {
+    fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
+        if let Some(assessment) = self.assessment {
+            zt.set_device(assessment);
+        }
+        for signal in self.signals {
+            zt.add_signal(signal);
+        }
+        match self.refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_are_short_and_plain() {
+        assert!(valid_id("d-42"));
+        assert!(valid_id("laptop.alice@example.com"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("a b"));
+        assert!(!valid_id("x\u{7f}"));
+        assert!(!valid_id(&"x".repeat(129)));
+    }
+}
