@@ -2,13 +2,21 @@
 #![forbid(unsafe_code)]
 
 pub use zerotrust_core::{
-    Decision, Identity, MemoryRevocationStore, Outcome, Reason, Rejection, RejectionKind,
-    RevocationStore, RiskSignal, StoreError, ZeroTrust,
+    ClientIp, ClientIpResolver, Decision, DeviceAssessment, DeviceRegistry, Identity,
+    LocationHistory, MemoryDeviceRegistry, MemoryLocationHistory, MemoryRevocationStore,
+    NetworkAssessment, Outcome, PeerCertificate, Reason, Rejection, RejectionKind,
+    RevocationStore, RiskAssessment, RiskModel, RiskSignal, StoreError, TrustLevel, ZeroTrust,
 };
+
+/// Device checks: [`DeviceCheckLayer`](device::DeviceCheckLayer), posture policy and assertions.
+pub mod device {
+    pub use zerotrust_device::*;
+}
 
 /// Bearer-token verification: [`JwtVerifyLayer`](jwt::JwtVerifyLayer) and its verifier.
 pub mod jwt {
     pub use zerotrust_jwt::*;
 }
 
+pub use zerotrust_device::{DeviceCheck, DeviceCheckLayer};
 pub use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer};
