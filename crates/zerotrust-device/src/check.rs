@@ -579,14 +579,22 @@ impl DeviceCheck {
             Claim::Assertion(a) => Some(a),
             _ => None,
         };
+        let mut record = inner.registry.get(id).await?;
+        let mut status = if record.is_some() {
+            DeviceStatus::Known
+        } else {
+            DeviceStatus::Unknown
+        };
+        // The device-management service says whose device it is: nobody else may present it.
         if let (Some(a), Some(subject)) = (assertion, subject)
             && a.owner.as_deref().is_some_and(|owner| owner != subject)
         {
-            return Ok(DeviceFindings::refused(reasons::OWNER_MISMATCH));
+            return Ok(DeviceFindings::refused(
+                claim,
+                status,
+                reasons::OWNER_MISMATCH,
+            ));
         }
-
-        let mut record = inner.registry.get(id).await?;
-        let mut status = DeviceStatus::Known;
         if record.is_none() {
             if let (true, Some(subject)) = (inner.auto_register, subject) {
                 let new = DeviceRecord {
@@ -608,10 +616,12 @@ impl DeviceCheck {
                         record = Some(rec);
                     }
                     // A concurrent request registered it first: check against that record.
-                    Registration::Existing(rec) => record = Some(rec),
+                    Registration::Existing(rec) => {
+                        status = DeviceStatus::Known;
+                        record = Some(rec);
+                    }
                 }
             } else {
-                status = DeviceStatus::Unknown;
                 signals.push(RiskSignal::new(
                     "device.unknown",
                     inner.unknown_weight,
@@ -630,14 +640,22 @@ impl DeviceCheck {
                     .as_ref()
                     .is_some_and(|stored| stored.matches(fingerprint));
                 if !matches {
-                    return Ok(DeviceFindings::refused(reasons::FINGERPRINT_MISMATCH));
+                    return Ok(DeviceFindings::refused(
+                        claim,
+                        status,
+                        reasons::FINGERPRINT_MISMATCH,
+                    ));
                 }
             }
             if let Some(subject) = subject {
                 if rec.is_owned_by(subject) {
                     owned_by_subject = true;
                 } else if !rec.owners.is_empty() {
-                    return Ok(DeviceFindings::refused(reasons::OWNER_MISMATCH));
+                    return Ok(DeviceFindings::refused(
+                        claim,
+                        status,
+                        reasons::OWNER_MISMATCH,
+                    ));
                 } else if inner.auto_register {
                     inner.registry.bind_owner(id, subject).await?;
                     owned_by_subject = true;
@@ -730,9 +748,17 @@ pub struct DeviceFindings {
 }
 
 impl DeviceFindings {
-    fn refused(reason: zerotrust_core::Reason) -> Self {
+    /// A refusal that still records which device was refused and how it was identified.
+    fn refused(claim: &Claim, status: DeviceStatus, reason: zerotrust_core::Reason) -> Self {
         Self {
-            assessment: None,
+            assessment: Some(DeviceAssessment {
+                device_id: Arc::from(claim.id()),
+                binding: claim.binding(),
+                status,
+                owned_by_subject: false,
+                posture: Posture::default(),
+                violations: Vec::new(),
+            }),
             signals: Vec::new(),
             refusal: Some(forbidden(reason)),
         }
