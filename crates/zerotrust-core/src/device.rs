@@ -205,6 +205,32 @@ pub trait DeviceRegistry: Send + Sync + 'static {
     fn remove<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 }
 
+impl<R: DeviceRegistry + ?Sized> DeviceRegistry for Arc<R> {
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<DeviceRecord>>> {
+        (**self).get(id)
+    }
+    fn register(&self, record: DeviceRecord) -> StoreFuture<'_, Registration> {
+        (**self).register(record)
+    }
+    fn update_posture<'a>(
+        &'a self,
+        id: &'a str,
+        posture: Posture,
+        compliance: Compliance,
+    ) -> StoreFuture<'a, bool> {
+        (**self).update_posture(id, posture, compliance)
+    }
+    fn bind_owner<'a>(&'a self, id: &'a str, subject: &'a str) -> StoreFuture<'a, bool> {
+        (**self).bind_owner(id, subject)
+    }
+    fn touch<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, bool> {
+        (**self).touch(id, at)
+    }
+    fn remove<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        (**self).remove(id)
+    }
+}
+
 /// Devices held in this process.
 ///
 /// Bounded (default 1,000,000 devices); past that the least used are evicted and reappear as

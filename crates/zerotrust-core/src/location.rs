@@ -2,6 +2,7 @@
 //! a shared store, across replicas).
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -46,7 +47,26 @@ pub trait LocationHistory: Send + Sync + 'static {
     ) -> StoreFuture<'a, Option<Sighting>>;
 }
 
-/// Last sightings held in this process, bounded in number and forgotten after a retention period.
+impl<H: LocationHistory + ?Sized> LocationHistory for Arc<H> {
+    fn last<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Option<Sighting>> {
+        (**self).last(subject)
+    }
+
+    fn swap<'a>(
+        &'a self,
+        subject: &'a str,
+        sighting: Sighting,
+    ) -> StoreFuture<'a, Option<Sighting>> {
+        (**self).swap(subject, sighting)
+    }
+}
+
+/// Last sightings held in this process, bounded in number and forgotten after a retention period
+/// without sightings.
+///
+/// Each subject's slot is a small mutex inside a moka cache: a swap is one cache lookup and one
+/// uncontended lock (held for a copy, never across an `.await`), several times cheaper than
+/// moka's atomic compute on every request.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -67,7 +87,7 @@ pub trait LocationHistory: Send + Sync + 'static {
 /// ```
 #[derive(Clone)]
 pub struct MemoryLocationHistory {
-    entries: Cache<String, Sighting>,
+    entries: Cache<String, Arc<Mutex<Option<Sighting>>>>,
 }
 
 impl std::fmt::Debug for MemoryLocationHistory {
@@ -95,29 +115,31 @@ impl MemoryLocationHistory {
         Self {
             entries: Cache::builder()
                 .max_capacity(max_subjects)
-                .time_to_live(retention)
+                .time_to_idle(retention)
                 .build(),
         }
     }
 
     /// The subject's last sighting, without going through a future.
     pub fn get(&self, subject: &str) -> Option<Sighting> {
-        self.entries.get(subject)
+        let slot = self.entries.get(subject)?;
+        let guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        *guard
     }
 
     /// Stores `sighting` unless a later one is stored; answers the previous one.
     pub fn replace(&self, subject: &str, sighting: Sighting) -> Option<Sighting> {
-        let mut previous = None;
-        self.entries
-            .entry_by_ref(subject)
-            .and_compute_with(|current| {
-                let current = current.map(moka::Entry::into_value);
-                previous = current;
-                match current {
-                    Some(stored) if stored.at > sighting.at => moka::ops::compute::Op::Nop,
-                    _ => moka::ops::compute::Op::Put(sighting),
-                }
-            });
+        let slot = self
+            .entries
+            .get_with_by_ref(subject, || Arc::new(Mutex::new(None)));
+        // A panic elsewhere while holding the lock cannot leave a torn `Sighting` (it is `Copy`
+        // and written in one assignment), so a poisoned lock is still usable.
+        let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = *guard;
+        match previous {
+            Some(stored) if stored.at > sighting.at => {}
+            _ => *guard = Some(sighting),
+        }
         previous
     }
 }
