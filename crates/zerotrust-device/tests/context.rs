@@ -34,12 +34,18 @@ async fn a_fingerprint_mismatch_refusal_records_the_device_and_the_decision() {
         .header("x-device-fingerprint", "wrong")
         .body(Body::empty())
         .unwrap();
-    ZeroTrust::get_or_insert(req.extensions_mut())
-        .set_identity(Arc::new(Identity::new("alice", "https://idp", 1_900_000_000)));
+    ZeroTrust::get_or_insert(req.extensions_mut()).set_identity(Arc::new(Identity::new(
+        "alice",
+        "https://idp",
+        1_900_000_000,
+    )));
 
     let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 403);
-    let zt = resp.extensions().get::<ZeroTrust>().expect("context in the response");
+    let zt = resp
+        .extensions()
+        .get::<ZeroTrust>()
+        .expect("context in the response");
     assert_eq!(zt.subject(), Some("alice"));
     let device = zt.device().expect("device assessment recorded");
     assert_eq!(&*device.device_id, "d-1");

@@ -6,11 +6,12 @@
 //!   attacks are made of.
 //! - [`DevIssuer`]: an OpenID Provider's discovery document and JWK Set served on 127.0.0.1, with
 //!   key rotation, failure injection and hit counters.
-//!
 //! - [`store_suite`]: one test suite per state-store trait, run against every implementation.
+//! - [`geo_suite`]: one test suite every `GeoLocator` passes (embedded data, MaxMind files).
 //!
 //! Not for production: the keys live in memory and the issuer has no authentication at all.
 
+pub mod geo_suite;
 mod issuer;
 mod keys;
 pub mod store_suite;

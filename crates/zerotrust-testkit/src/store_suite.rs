@@ -4,7 +4,7 @@
 //! Each macro expands to one `#[test]` per behaviour, each with a fresh store made by the
 //! expression it is given. The expression is evaluated inside an async block, so it may `.await`:
 //!
-//! ```ignore
+//! ```text
 //! zerotrust_testkit::device_registry_tests!(zerotrust_core::MemoryDeviceRegistry::new());
 //! zerotrust_testkit::location_history_tests!(RedisStores::connect(&url).await.unwrap().locations());
 //! ```
