@@ -20,10 +20,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt as _;
 use http::Request;
 use tower::ServiceExt as _;
-use zerotrust_core::device::FingerprintDigest;
 use zerotrust::device::{DeviceCheck, DeviceCheckLayer};
 use zerotrust::geo::{GeoRisk, GeoRiskLayer};
 use zerotrust::{Identity, MemoryDeviceRegistry, MemoryLocationHistory, ZeroTrust};
+use zerotrust_core::device::FingerprintDigest;
 use zerotrust_core::{DeviceRecord, PeerAddr, Posture};
 
 fn router() -> Router {

@@ -63,7 +63,9 @@ pub mod reasons {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GeoSignal {
-    /// `network.public` (0.1): a public address outside the trusted networks.
+    /// `network.public` (0.02): a public address outside the trusted networks. Small on purpose:
+    /// in a zero-trust model the network confers next to nothing, so working from outside the
+    /// office is recorded but alone never costs a trust level (0.02 is below the `Verified` threshold).
     Public,
     /// `network.private` (0.1): a local address (RFC 1918, loopback, ...) not listed as trusted.
     Private,
@@ -116,7 +118,8 @@ impl GeoSignal {
     /// The weight used unless configured otherwise.
     pub const fn default_weight(self) -> f64 {
         match self {
-            GeoSignal::Public | GeoSignal::Private | GeoSignal::AsnUnknown => 0.1,
+            GeoSignal::Public => 0.02,
+            GeoSignal::Private | GeoSignal::AsnUnknown => 0.1,
             GeoSignal::Anonymizer => 0.6,
             GeoSignal::CountryUnknown | GeoSignal::OutsideHours => 0.2,
             GeoSignal::ImpossibleTravel => 0.8,
