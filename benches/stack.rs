@@ -17,9 +17,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use futures_util::FutureExt as _;
 use http::Request;
-use tower::ServiceExt as _;
 use zerotrust::device::{DeviceCheck, DeviceCheckLayer};
 use zerotrust::geo::{GeoRisk, GeoRiskLayer};
 use zerotrust::{Identity, MemoryDeviceRegistry, MemoryLocationHistory, ZeroTrust};
@@ -38,13 +36,7 @@ fn call(app: &Router, identity: &Arc<Identity>, peer: SocketAddr) -> u16 {
         .unwrap();
     req.extensions_mut().insert(PeerAddr(peer));
     ZeroTrust::get_or_insert(req.extensions_mut()).set_identity(Arc::clone(identity));
-    app.clone()
-        .oneshot(req)
-        .now_or_never()
-        .expect("completes on first poll")
-        .unwrap()
-        .status()
-        .as_u16()
+    zerotrust_testkit::respond_now(app, req).status().as_u16()
 }
 
 fn bench_stack(c: &mut Criterion) {

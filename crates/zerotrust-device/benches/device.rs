@@ -15,10 +15,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use futures_util::FutureExt as _;
 use http::Request;
 use serde_json::json;
-use tower::ServiceExt as _;
 use zerotrust_core::device::FingerprintDigest;
 use zerotrust_core::{DeviceRecord, Identity, MemoryDeviceRegistry, Posture, ZeroTrust};
 use zerotrust_device::{DeviceCheck, DeviceCheckLayer, PostureAssertions};
@@ -36,13 +34,7 @@ fn call(app: &Router, identity: &Arc<Identity>, headers: &[(&'static str, &str)]
     }
     let mut req = req.body(Body::empty()).unwrap();
     ZeroTrust::get_or_insert(req.extensions_mut()).set_identity(Arc::clone(identity));
-    app.clone()
-        .oneshot(req)
-        .now_or_never()
-        .expect("completes on first poll")
-        .unwrap()
-        .status()
-        .as_u16()
+    zerotrust_testkit::respond_now(app, req).status().as_u16()
 }
 
 fn bench_device(c: &mut Criterion) {

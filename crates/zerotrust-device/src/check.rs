@@ -49,14 +49,16 @@ fn system_clock() -> i64 {
 /// Cloning is cheap (shared behind an `Arc`).
 #[derive(Clone)]
 pub struct DeviceCheck {
-    inner: Arc<Inner>,
+    inner: Arc<Settings<AssertionVerifier>>,
 }
 
-struct Inner {
+/// The configuration, with assertions as declared (`PostureAssertions`, in the builder) or ready
+/// to verify (`AssertionVerifier`, once built).
+struct Settings<A> {
     registry: Arc<dyn DeviceRegistry>,
     policy: PosturePolicy,
     headers: Option<(HeaderName, HeaderName)>,
-    assertions: Option<AssertionVerifier>,
+    assertions: Option<A>,
     certificates: Option<CertificateIds>,
     auto_register: bool,
     absent: Absent,
@@ -94,19 +96,7 @@ pub enum BuildError {
 
 /// Builds a [`DeviceCheck`]. Start from [`DeviceCheck::builder`].
 pub struct DeviceCheckBuilder {
-    registry: Arc<dyn DeviceRegistry>,
-    policy: PosturePolicy,
-    headers: Option<(HeaderName, HeaderName)>,
-    assertions: Option<PostureAssertions>,
-    certificates: Option<CertificateIds>,
-    auto_register: bool,
-    absent: Absent,
-    unknown_weight: f64,
-    new_weight: f64,
-    weak_binding_weight: f64,
-    store_fail_open: Option<f64>,
-    touch_interval: i64,
-    clock: Clock,
+    settings: Settings<PostureAssertions>,
 }
 
 impl fmt::Debug for DeviceCheckBuilder {
@@ -150,19 +140,21 @@ impl DeviceCheck {
     /// ```
     pub fn builder_shared(registry: Arc<dyn DeviceRegistry>) -> DeviceCheckBuilder {
         DeviceCheckBuilder {
-            registry,
-            policy: PosturePolicy::default(),
-            headers: None,
-            assertions: None,
-            certificates: None,
-            auto_register: false,
-            absent: Absent::Refuse,
-            unknown_weight: 0.5,
-            new_weight: 0.3,
-            weak_binding_weight: 0.1,
-            store_fail_open: None,
-            touch_interval: 300,
-            clock: Arc::new(system_clock),
+            settings: Settings {
+                registry,
+                policy: PosturePolicy::default(),
+                headers: None,
+                assertions: None,
+                certificates: None,
+                auto_register: false,
+                absent: Absent::Refuse,
+                unknown_weight: 0.5,
+                new_weight: 0.3,
+                weak_binding_weight: 0.1,
+                store_fail_open: None,
+                touch_interval: 300,
+                clock: Arc::new(system_clock),
+            },
         }
     }
 }
@@ -201,7 +193,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn device_header_names(mut self, id: HeaderName, fingerprint: HeaderName) -> Self {
-        self.headers = Some((id, fingerprint));
+        self.settings.headers = Some((id, fingerprint));
         self
     }
 
@@ -218,7 +210,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn posture_assertions(mut self, assertions: PostureAssertions) -> Self {
-        self.assertions = Some(assertions);
+        self.settings.assertions = Some(assertions);
         self
     }
 
@@ -235,7 +227,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn client_certificates(mut self, ids: CertificateIds) -> Self {
-        self.certificates = Some(ids);
+        self.settings.certificates = Some(ids);
         self
     }
 
@@ -252,7 +244,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn posture_policy(mut self, policy: PosturePolicy) -> Self {
-        self.policy = policy;
+        self.settings.policy = policy;
         self
     }
 
@@ -271,7 +263,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn auto_register(mut self) -> Self {
-        self.auto_register = true;
+        self.settings.auto_register = true;
         self
     }
 
@@ -289,7 +281,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn allow_missing_device(mut self, weight: f64) -> Self {
-        self.absent = Absent::Signal(weight);
+        self.settings.absent = Absent::Signal(weight);
         self
     }
 
@@ -302,9 +294,9 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn signal_weights(mut self, unknown: f64, new: f64, weak_binding: f64) -> Self {
-        self.unknown_weight = unknown;
-        self.new_weight = new;
-        self.weak_binding_weight = weak_binding;
+        self.settings.unknown_weight = unknown;
+        self.settings.new_weight = new;
+        self.settings.weak_binding_weight = weak_binding;
         self
     }
 
@@ -322,7 +314,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn fail_open_on_store_error(mut self, weight: f64) -> Self {
-        self.store_fail_open = Some(weight);
+        self.settings.store_fail_open = Some(weight);
         self
     }
 
@@ -334,7 +326,7 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn touch_interval(mut self, interval: std::time::Duration) -> Self {
-        self.touch_interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+        self.settings.touch_interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
         self
     }
 
@@ -346,30 +338,31 @@ impl DeviceCheckBuilder {
     /// # let _ = check;
     /// ```
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.settings.clock = Arc::new(clock);
         self
     }
 
     /// The configuration, or why it cannot work.
     pub fn build(self) -> Result<DeviceCheck, BuildError> {
-        if self.headers.is_none() && self.assertions.is_none() && self.certificates.is_none() {
+        let s = self.settings;
+        if s.headers.is_none() && s.assertions.is_none() && s.certificates.is_none() {
             return Err(BuildError::NoIdentification);
         }
         Ok(DeviceCheck {
-            inner: Arc::new(Inner {
-                registry: self.registry,
-                policy: self.policy,
-                headers: self.headers,
-                assertions: self.assertions.map(PostureAssertions::into_verifier),
-                certificates: self.certificates,
-                auto_register: self.auto_register,
-                absent: self.absent,
-                unknown_weight: self.unknown_weight,
-                new_weight: self.new_weight,
-                weak_binding_weight: self.weak_binding_weight,
-                store_fail_open: self.store_fail_open,
-                touch_interval: self.touch_interval,
-                clock: self.clock,
+            inner: Arc::new(Settings {
+                assertions: s.assertions.map(PostureAssertions::into_verifier),
+                registry: s.registry,
+                policy: s.policy,
+                headers: s.headers,
+                certificates: s.certificates,
+                auto_register: s.auto_register,
+                absent: s.absent,
+                unknown_weight: s.unknown_weight,
+                new_weight: s.new_weight,
+                weak_binding_weight: s.weak_binding_weight,
+                store_fail_open: s.store_fail_open,
+                touch_interval: s.touch_interval,
+                clock: s.clock,
             }),
         })
     }

@@ -1,17 +1,14 @@
-//! `JwtVerifyLayer` builds the service `JwtVerify`, whose future is `ResponseFuture`.
+//! `JwtVerifyLayer` builds the service `JwtVerify`, whose future is `ResponseFuture` (core's
+//! `CheckFuture`, shared with the other checking layers).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use axum_core::body::Body;
-use axum_core::response::IntoResponse;
-use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
+use zerotrust_core::service::{CheckFuture, ContextUpdate, PendingCheck};
 use zerotrust_core::{Identity, Rejection, ZeroTrust};
 
 use crate::error::VerifyError;
@@ -110,24 +107,49 @@ pub struct JwtVerify<S> {
     layer: JwtVerifyLayer,
 }
 
-fn render<B>(rejection: Rejection, realm: Option<&Arc<str>>, req: &Request<B>) -> Response<Body> {
-    let mut rejection = rejection;
-    if let Some(realm) = realm {
-        rejection = rejection.with_realm(realm.clone());
+fn with_realm(rejection: Rejection, realm: Option<&Arc<str>>) -> Rejection {
+    match realm {
+        Some(realm) => rejection.with_realm(realm.clone()),
+        None => rejection,
     }
-    if let Some(zt) = req.extensions().get::<ZeroTrust>() {
-        rejection = rejection.with_context(zt.clone());
-    }
-    let reason = rejection.reason();
-    metrics::counter!("zerotrust_jwt_rejections_total", "reason" => reason.code()).increment(1);
-    tracing::debug!(
-        target: "zerotrust::jwt",
-        code = reason.code(),
-        status = rejection.status().as_u16(),
-        "request refused"
-    );
-    rejection.into_response()
 }
+
+/// The verdict on a request's token, applied to its context when verification completes.
+pub struct TokenVerdict {
+    verdict: Result<Arc<Identity>, VerifyError>,
+    realm: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for TokenVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerdict")
+            .field("verified", &self.verdict.is_ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContextUpdate for TokenVerdict {
+    fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
+        match self.verdict {
+            Ok(identity) => {
+                zt.set_identity(identity);
+                Ok(())
+            }
+            Err(error) => {
+                if matches!(
+                    error,
+                    VerifyError::KeysUnavailable { .. } | VerifyError::Store(_)
+                ) {
+                    tracing::warn!(target: "zerotrust::jwt", %error, "cannot verify tokens; answering 503");
+                }
+                Err(with_realm(error.rejection(), self.realm.as_ref()))
+            }
+        }
+    }
+}
+
+/// The response future of [`JwtVerify`].
+pub type ResponseFuture<S, B> = CheckFuture<S, B, TokenVerdict>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for JwtVerify<S>
 where
@@ -148,125 +170,23 @@ where
             Ok(token) => token,
             Err((kind, reason)) => {
                 let rejection = Rejection::new(kind, reason).with_layer("jwt");
-                let response = render(rejection, self.layer.realm.as_ref(), &req);
-                return ResponseFuture {
-                    state: State::Rejected {
-                        response: Some(response.map(ResBody::from)),
-                    },
-                };
+                let rejection = with_realm(rejection, self.layer.realm.as_ref());
+                return CheckFuture::rejected(rejection, &req);
             }
         };
         // Take the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.layer.verifier.clone();
+        let realm = self.layer.realm.clone();
         // Boxed because the check is async: keys may have to be fetched and the revocation store
         // is asked on every request. One allocation per request.
-        let check: BoxFuture<'static, Result<Arc<Identity>, VerifyError>> =
-            Box::pin(async move { verifier.verify(&token).await });
-        ResponseFuture {
-            state: State::Checking {
-                check,
-                inner: Some(inner),
-                req: Some(req),
-                realm: self.layer.realm.clone(),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`JwtVerify`].
-    pub struct ResponseFuture<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        #[pin]
-        state: State<S, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        Checking {
-            check: BoxFuture<'static, Result<Arc<Identity>, VerifyError>>,
-            inner: Option<S>,
-            req: Option<Request<B>>,
-            realm: Option<Arc<str>>,
-        },
-        Inner {
-            #[pin]
-            fut: S::Future,
-        },
-        Rejected {
-            response: Option<S::Response>,
-        },
-    }
-}
-
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    ResBody: From<Body>,
-{
-    type Output = Result<Response<ResBody>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Checking {
-                    check,
-                    inner,
-                    req,
-                    realm,
-                } => {
-                    let verdict = ready!(check.as_mut().poll(cx));
-                    let (Some(mut service), Some(mut request)) = (inner.take(), req.take()) else {
-                        // Polled again after completion: a caller bug, answered without panicking.
-                        return Poll::Ready(Ok(Rejection::new(
-                            zerotrust_core::RejectionKind::Internal,
-                            crate::error::reasons::KEYS_UNAVAILABLE,
-                        )
-                        .into_response()
-                        .map(ResBody::from)));
-                    };
-                    match verdict {
-                        Ok(identity) => {
-                            ZeroTrust::get_or_insert(request.extensions_mut())
-                                .set_identity(identity);
-                            let fut = service.call(request);
-                            this.state.set(State::Inner { fut });
-                        }
-                        Err(error) => {
-                            if matches!(
-                                error,
-                                VerifyError::KeysUnavailable { .. } | VerifyError::Store(_)
-                            ) {
-                                tracing::warn!(target: "zerotrust::jwt", %error, "cannot verify tokens; answering 503");
-                            }
-                            let response = render(error.rejection(), realm.as_ref(), &request);
-                            return Poll::Ready(Ok(response.map(ResBody::from)));
-                        }
-                    }
-                }
-                StateProj::Inner { fut } => return fut.poll(cx),
-                StateProj::Rejected { response } => {
-                    return match response.take() {
-                        Some(response) => Poll::Ready(Ok(response)),
-                        None => Poll::Ready(Ok(Rejection::new(
-                            zerotrust_core::RejectionKind::Internal,
-                            crate::error::reasons::KEYS_UNAVAILABLE,
-                        )
-                        .into_response()
-                        .map(ResBody::from))),
-                    };
-                }
+        let check: PendingCheck<TokenVerdict> = Box::pin(async move {
+            TokenVerdict {
+                verdict: verifier.verify(&token).await,
+                realm,
             }
-        }
+        });
+        CheckFuture::checking(check, inner, req)
     }
 }

@@ -25,6 +25,6 @@ pub use fetch::{FetchError, HttpSettings};
 pub use issuer::{ClaimCheck, Issuer};
 pub use jws::{CompactJws, JoseHeader, JwsError};
 pub use key::{IgnoredKey, KeyError, KeyLookup, KeyPolicy, KeySet, VerifyingKey};
-pub use layer::{JwtVerify, JwtVerifyLayer, ResponseFuture};
+pub use layer::{JwtVerify, JwtVerifyLayer, ResponseFuture, TokenVerdict};
 pub use source::TokenSource;
 pub use verifier::{BuildError, JwtVerifier, JwtVerifierBuilder};

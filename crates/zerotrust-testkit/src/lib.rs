@@ -20,3 +20,26 @@ mod token;
 pub use issuer::{DEFAULT_AUDIENCE, DevIssuer};
 pub use keys::SigningKey;
 pub use token::{TokenBuilder, b64url, compact, unix_now};
+
+/// Sends `req` through `app` and answers its response, polling the future once: for benches and
+/// tests of layers whose stores answer at once (in memory), so no runtime is involved.
+///
+/// # Panics
+///
+/// If the future is not ready on its first poll (something awaited I/O).
+#[allow(clippy::panic)]
+pub fn respond_now(
+    app: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> axum::http::Response<axum::body::Body> {
+    use std::future::Future as _;
+    use tower::ServiceExt as _;
+
+    let mut fut = std::pin::pin!(app.clone().oneshot(req));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(response)) => response,
+        std::task::Poll::Ready(Err(never)) => match never {},
+        std::task::Poll::Pending => panic!("the request did not complete on its first poll"),
+    }
+}

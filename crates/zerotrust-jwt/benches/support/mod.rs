@@ -4,10 +4,8 @@
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use futures_util::FutureExt as _;
 use http::Request;
 use tokio::runtime::Runtime;
-use tower::ServiceExt as _;
 use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer, KeyPolicy, VerifyingKey};
 use zerotrust_testkit::{DEFAULT_AUDIENCE, DevIssuer, SigningKey};
 
@@ -39,13 +37,7 @@ pub fn call(app: &Router, token: &str) -> u16 {
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
-    app.clone()
-        .oneshot(req)
-        .now_or_never()
-        .expect("completes on first poll")
-        .unwrap()
-        .status()
-        .as_u16()
+    zerotrust_testkit::respond_now(app, req).status().as_u16()
 }
 
 pub struct Fixture {
