@@ -11,6 +11,7 @@
 pub mod client_ip;
 mod context;
 pub mod device;
+mod enforcement;
 mod extract;
 pub mod geo;
 mod identity;
@@ -31,6 +32,7 @@ pub use device::{
     Compliance, DeviceAssessment, DeviceBinding, DeviceRecord, DeviceRegistry, DeviceStatus,
     FingerprintDigest, MemoryDeviceRegistry, Posture, PostureRule, Registration,
 };
+pub use enforcement::Enforcement;
 pub use extract::MissingZeroTrust;
 pub use geo::{CountryCode, GeoLocation, GeoLocator, GeoPoint, NetworkAssessment, NetworkZone};
 pub use identity::{Identity, IdentityParts};
