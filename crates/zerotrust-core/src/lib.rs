@@ -8,6 +8,7 @@
 //    renders it: status, `WWW-Authenticate`, problem body, context in the response extensions.
 // 4. Handlers read the context through the axum extractor in `extract`.
 
+pub mod behavior;
 pub mod client_ip;
 mod context;
 pub mod device;
@@ -23,6 +24,7 @@ pub mod risk;
 pub mod service;
 mod signal;
 
+pub use behavior::{Behavior, BehaviorStore, BehaviorWindows, MemoryBehaviorStore};
 pub use client_ip::{
     ClientIp, ClientIpError, ClientIpOrigin, ClientIpResolver, ClientIpResolverBuilder,
     ForwardedSource, OnInvalidForwarded, PeerAddr,

@@ -11,3 +11,7 @@ mod devices {
 mod locations {
     zerotrust_testkit::location_history_tests!(zerotrust_core::MemoryLocationHistory::new());
 }
+
+mod behavior {
+    zerotrust_testkit::behavior_store_tests!(zerotrust_core::MemoryBehaviorStore::new());
+}

@@ -114,6 +114,21 @@ macro_rules! location_history_tests {
     };
 }
 
+/// The [`BehaviorStore`](zerotrust_core::BehaviorStore) suite.
+#[macro_export]
+macro_rules! behavior_store_tests {
+    ($make:expr) => {
+        $crate::__store_suite!(behavior, $make;
+            requests_are_counted_per_window,
+            failures_are_counted_per_window,
+            distinct_sensitive_routes_are_counted_once,
+            a_lockout_holds_until_its_time_and_is_never_shortened,
+            behavior_subjects_are_independent,
+            concurrent_failures_are_all_counted,
+        );
+    };
+}
+
 /// Cases of the revocation store suite.
 pub mod revocation {
     use std::sync::Arc;
@@ -459,5 +474,118 @@ pub mod location_history {
         }
         let last = history.last(&sub).await.unwrap().unwrap();
         assert_eq!(last.at, 1_900_000_029);
+    }
+}
+
+/// Cases of the behaviour store suite. Times are chosen on window boundaries (multiples of the
+/// window lengths since the epoch), as the counters are fixed windows.
+pub mod behavior {
+    use std::sync::Arc;
+
+    use zerotrust_core::{BehaviorStore, BehaviorWindows};
+
+    use super::unique;
+
+    /// A time on a boundary of every default window (a multiple of 600 s).
+    const T0: i64 = 1_900_000_200;
+
+    fn windows() -> BehaviorWindows {
+        BehaviorWindows::default()
+    }
+
+    /// Requests add up within a window and start again in the next.
+    pub async fn requests_are_counted_per_window<S: BehaviorStore>(store: Arc<S>) {
+        let (sub, w) = (unique("sub"), windows());
+        for i in 0..5 {
+            let seen = store.observe(&sub, T0 + i, None, &w).await.unwrap();
+            assert_eq!(seen.requests, u32::try_from(i + 1).unwrap());
+        }
+        let next = store.observe(&sub, T0 + 60, None, &w).await.unwrap();
+        assert_eq!(next.requests, 1);
+    }
+
+    /// Failures add up within their window, show in `observe`, and expire with it.
+    pub async fn failures_are_counted_per_window<S: BehaviorStore>(store: Arc<S>) {
+        let (sub, w) = (unique("sub"), windows());
+        assert_eq!(store.record_failure(&sub, T0, &w).await.unwrap(), 1);
+        assert_eq!(store.record_failure(&sub, T0 + 10, &w).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .observe(&sub, T0 + 20, None, &w)
+                .await
+                .unwrap()
+                .failures,
+            2
+        );
+        let later = T0 + i64::try_from(w.failures.as_secs()).unwrap();
+        assert_eq!(
+            store.observe(&sub, later, None, &w).await.unwrap().failures,
+            0
+        );
+        assert_eq!(store.record_failure(&sub, later, &w).await.unwrap(), 1);
+    }
+
+    /// A route touched twice counts once.
+    pub async fn distinct_sensitive_routes_are_counted_once<S: BehaviorStore>(store: Arc<S>) {
+        let (sub, w) = (unique("sub"), windows());
+        store.observe(&sub, T0, Some("/admin/a"), &w).await.unwrap();
+        store
+            .observe(&sub, T0 + 1, Some("/admin/a"), &w)
+            .await
+            .unwrap();
+        store.observe(&sub, T0 + 2, None, &w).await.unwrap();
+        let seen = store
+            .observe(&sub, T0 + 3, Some("/admin/b"), &w)
+            .await
+            .unwrap();
+        assert_eq!(seen.sensitive_routes, 2);
+    }
+
+    /// A lockout shows until its time, and a shorter one never replaces a longer one.
+    pub async fn a_lockout_holds_until_its_time_and_is_never_shortened<S: BehaviorStore>(
+        store: Arc<S>,
+    ) {
+        let (sub, w) = (unique("sub"), windows());
+        store.lock_out(&sub, T0 + 300).await.unwrap();
+        store.lock_out(&sub, T0 + 100).await.unwrap();
+        let seen = store.observe(&sub, T0 + 200, None, &w).await.unwrap();
+        assert_eq!(seen.locked_until, Some(T0 + 300));
+        let after = store.observe(&sub, T0 + 301, None, &w).await.unwrap();
+        assert_eq!(after.locked_until, None);
+    }
+
+    /// One subject's counts never show for another.
+    pub async fn behavior_subjects_are_independent<S: BehaviorStore>(store: Arc<S>) {
+        let (alice, bob, w) = (unique("sub"), unique("sub"), windows());
+        store.record_failure(&alice, T0, &w).await.unwrap();
+        store.lock_out(&alice, T0 + 100).await.unwrap();
+        let seen = store.observe(&bob, T0, Some("/x"), &w).await.unwrap();
+        assert_eq!(
+            (seen.failures, seen.requests, seen.locked_until),
+            (0, 1, None)
+        );
+    }
+
+    /// Forty failures recorded at once all count.
+    pub async fn concurrent_failures_are_all_counted<S: BehaviorStore>(store: Arc<S>) {
+        let sub = unique("sub");
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let sub = sub.clone();
+                tokio::spawn(async move {
+                    store
+                        .record_failure(&sub, T0 + 5, &windows())
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        answers.sort_unstable();
+        assert_eq!(answers, (1..=40).collect::<Vec<u32>>());
     }
 }
