@@ -2,10 +2,11 @@
 #![forbid(unsafe_code)]
 
 pub use zerotrust_core::{
-    ClientIp, ClientIpResolver, Decision, DeviceAssessment, DeviceRegistry, Identity,
-    LocationHistory, MemoryDeviceRegistry, MemoryLocationHistory, MemoryRevocationStore,
-    NetworkAssessment, Outcome, PeerCertificate, Reason, Rejection, RejectionKind, RevocationStore,
-    RiskAssessment, RiskModel, RiskSignal, StoreError, TrustLevel, ZeroTrust,
+    BehaviorStore, ClientIp, ClientIpResolver, Decision, DeviceAssessment, DeviceRegistry,
+    Enforcement, Identity, LocationHistory, MemoryBehaviorStore, MemoryDeviceRegistry,
+    MemoryLocationHistory, MemoryRevocationStore, NetworkAssessment, Outcome, PeerCertificate,
+    Reason, Rejection, RejectionKind, RevocationStore, RiskAssessment, RiskModel, RiskSignal,
+    StoreError, TrustLevel, ZeroTrust,
 };
 
 /// Device checks: [`DeviceCheckLayer`](device::DeviceCheckLayer), posture policy and assertions.
@@ -23,6 +24,12 @@ pub mod geo {
     pub use zerotrust_geo::*;
 }
 
+/// The decision point: [`StepUpLayer`](stepup::StepUpLayer), route policy, RBAC, step-up.
+pub mod stepup {
+    pub use zerotrust_stepup::*;
+}
+
 pub use zerotrust_device::{DeviceCheck, DeviceCheckLayer};
 pub use zerotrust_geo::{GeoRisk, GeoRiskLayer};
 pub use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer};
+pub use zerotrust_stepup::{Requirements, StepUpLayer, StepUpPolicy};
