@@ -10,8 +10,8 @@ use zerotrust_core::revocation::STORE_DEGRADED;
 use zerotrust_core::service::ContextUpdate;
 use zerotrust_core::{
     Compliance, DeviceAssessment, DeviceBinding, DeviceRecord, DeviceRegistry, DeviceStatus,
-    PeerCertificate, Posture, Registration, Rejection, RejectionKind, RiskSignal, StoreError,
-    ZeroTrust,
+    Enforcement, PeerCertificate, Posture, Registration, Rejection, RejectionKind, RiskSignal,
+    StoreError, ZeroTrust,
 };
 
 use crate::assertion::{AssertionError, AssertionVerifier, PostureAssertions, VerifiedAssertion};
@@ -68,6 +68,7 @@ struct Settings<A> {
     store_fail_open: Option<f64>,
     touch_interval: i64,
     clock: Clock,
+    enforcement: Enforcement,
 }
 
 impl fmt::Debug for DeviceCheck {
@@ -79,6 +80,7 @@ impl fmt::Debug for DeviceCheck {
             .field("certificates", &i.certificates)
             .field("auto_register", &i.auto_register)
             .field("policy", &i.policy)
+            .field("enforcement", &i.enforcement)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +156,7 @@ impl DeviceCheck {
                 store_fail_open: None,
                 touch_interval: 300,
                 clock: Arc::new(system_clock),
+                enforcement: Enforcement::Enforce,
             },
         }
     }
@@ -342,6 +345,45 @@ impl DeviceCheckBuilder {
         self
     }
 
+    /// How refusals are applied (default [`Enforcement::Enforce`]: every refusal is answered).
+    ///
+    /// - [`Enforcement::ReportOnly`]: the device is checked as usual and its signals are added as
+    ///   usual. Every refusal (malformed device headers, a forged or expired assertion, an
+    ///   unrecognised certificate, a missing device, a fingerprint or owner mismatch, a blocking
+    ///   posture rule, the registry unavailable) is recorded as a
+    ///   [`Decision`](zerotrust_core::Decision) with `enforced: false`, logged and counted
+    ///   (`zerotrust_report_only_total`), and the request goes on.
+    /// - [`Enforcement::Rollout`]`(n)`: enforced for `n`% of the verified subjects (chosen by a
+    ///   stable hash of the subject, so a subject always gets the same answer), reported for the
+    ///   others. Requests without a verified subject are always enforced.
+    /// - [`Enforcement::Off`]: the layer calls the service at once: no device evidence read, no
+    ///   registry asked, no signal, no assessment.
+    ///
+    /// A device the layer would refuse establishes nothing: when the refusal is only reported,
+    /// [`ZeroTrust::device`] stays empty (as when no device is identified), so a device presented
+    /// by the wrong subject, or with the wrong fingerprint, never lends its binding to the trust
+    /// level. The decision names the reason. The signals, which are facts about the request, are
+    /// kept: a decision layer that enforces still weighs them (a blocking posture rule is the
+    /// `device.noncompliant` signal at weight 1).
+    ///
+    /// # Warning
+    ///
+    /// With `ReportOnly`, `Rollout` and `Off`, requests from unknown, foreign, non-compliant or
+    /// unidentified devices reach the service; only the signals (and a decision layer that
+    /// weighs them) stand in the way.
+    ///
+    /// ```
+    /// use zerotrust_core::Enforcement;
+    /// # let b = zerotrust_device::DeviceCheck::builder(zerotrust_core::MemoryDeviceRegistry::new());
+    /// // Enforce device checks for a quarter of the users, report them for the rest.
+    /// let check = b.device_headers().enforcement(Enforcement::rollout(25)).build().unwrap();
+    /// # let _ = check;
+    /// ```
+    pub fn enforcement(mut self, mode: Enforcement) -> Self {
+        self.settings.enforcement = mode;
+        self
+    }
+
     /// The configuration, or why it cannot work.
     pub fn build(self) -> Result<DeviceCheck, BuildError> {
         let s = self.settings;
@@ -363,6 +405,7 @@ impl DeviceCheckBuilder {
                 store_fail_open: s.store_fail_open,
                 touch_interval: s.touch_interval,
                 clock: s.clock,
+                enforcement: s.enforcement,
             }),
         })
     }
@@ -436,6 +479,11 @@ fn forbidden(reason: zerotrust_core::Reason) -> Rejection {
 impl DeviceCheck {
     pub(crate) fn now(&self) -> i64 {
         (self.inner.clock)()
+    }
+
+    /// How this check's refusals are applied.
+    pub fn enforcement(&self) -> Enforcement {
+        self.inner.enforcement
     }
 
     /// Reads the request's device evidence: every enabled method, strongest first, and they must
@@ -525,9 +573,13 @@ impl DeviceCheck {
         subject: Option<String>,
         now: i64,
     ) -> DeviceFindings {
-        match self.assess_inner(&claim, subject.as_deref(), now).await {
+        let findings = match self.assess_inner(&claim, subject.as_deref(), now).await {
             Ok(findings) => findings,
             Err(error) => self.store_failed(&claim, &error),
+        };
+        DeviceFindings {
+            mode: self.inner.enforcement,
+            ..findings
         }
     }
 
@@ -546,6 +598,7 @@ impl DeviceCheck {
                         ),
                     )],
                     refusal: None,
+                    mode: Enforcement::Enforce,
                 }
             }
             None => {
@@ -554,6 +607,7 @@ impl DeviceCheck {
                     assessment: None,
                     signals: Vec::new(),
                     refusal: Some(error.rejection("device")),
+                    mode: Enforcement::Enforce,
                 }
             }
         }
@@ -727,17 +781,20 @@ impl DeviceCheck {
             }),
             signals,
             refusal: blocking.map(forbidden),
+            mode: Enforcement::Enforce,
         })
     }
 }
 
 /// What the device check found about one request; the layer applies it to [`ZeroTrust`] when the
-/// check completes.
+/// check completes, refusing or reporting by the configured [`Enforcement`].
 #[derive(Debug)]
 pub struct DeviceFindings {
     assessment: Option<DeviceAssessment>,
     signals: Vec<RiskSignal>,
     refusal: Option<Rejection>,
+    /// Set from the configuration by `DeviceCheck::assess`; `Enforce` until then (fail closed).
+    mode: Enforcement,
 }
 
 impl DeviceFindings {
@@ -754,21 +811,33 @@ impl DeviceFindings {
             }),
             signals: Vec::new(),
             refusal: Some(forbidden(reason)),
+            mode: Enforcement::Enforce,
         }
     }
 }
 
 impl ContextUpdate for DeviceFindings {
     fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
-        if let Some(assessment) = self.assessment {
-            zt.set_device(assessment);
-        }
         for signal in self.signals {
             zt.add_signal(signal);
         }
-        match self.refusal {
-            Some(refusal) => Err(refusal),
-            None => Ok(()),
+        let Some(refusal) = self.refusal else {
+            if let Some(assessment) = self.assessment {
+                zt.set_device(assessment);
+            }
+            return Ok(());
+        };
+        match self.mode.apply(zt, refusal) {
+            // Enforced: the assessment explains the refusal in the response's context.
+            Err(refusal) => {
+                if let Some(assessment) = self.assessment {
+                    zt.set_device(assessment);
+                }
+                Err(refusal)
+            }
+            // Reported: a device that would be refused is not recorded as established, so it
+            // lends no binding to the trust level; the decision says why.
+            Ok(()) => Ok(()),
         }
     }
 }

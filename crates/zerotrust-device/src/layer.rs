@@ -16,7 +16,11 @@ use crate::check::{DeviceCheck, DeviceFindings, Gathered};
 /// [`ZeroTrust`].
 ///
 /// Place it inside (after) `JwtVerifyLayer`, so that devices are checked against the verified
-/// subject: ownership checks and auto-registration need one.
+/// subject: ownership checks, auto-registration and percentage roll-outs need one.
+///
+/// Refusals are answered by default; with
+/// [`DeviceCheckBuilder::enforcement`](crate::DeviceCheckBuilder::enforcement) they can be
+/// reported only, rolled out to a share of the subjects, or the check turned off.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -80,6 +84,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let mode = self.check.enforcement();
+        if !mode.is_on() {
+            return CheckFuture::proceed(&mut self.inner, req);
+        }
         let now = self.check.now();
         let gathered = self.check.gather(
             req.headers(),
@@ -92,7 +100,14 @@ where
                 ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(signal);
                 return CheckFuture::proceed(&mut self.inner, req);
             }
-            Err(rejection) => return CheckFuture::rejected(rejection, &req),
+            Err(rejection) => {
+                // Refused before any device was identified: nothing to record but the decision.
+                let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+                return match mode.apply(zt, rejection) {
+                    Err(rejection) => CheckFuture::rejected(rejection, &req),
+                    Ok(()) => CheckFuture::proceed(&mut self.inner, req),
+                };
+            }
         };
         let subject = req
             .extensions()

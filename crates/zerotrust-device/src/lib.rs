@@ -28,3 +28,5 @@ pub use check::{
 };
 pub use layer::{DeviceCheckLayer, DeviceCheckService, ResponseFuture};
 pub use policy::{InvalidVersion, PosturePolicy, PosturePolicyBuilder, RuleAction, Violation};
+/// Enforce, report only, roll out by percentage, or turn off (re-exported from `zerotrust-core`).
+pub use zerotrust_core::Enforcement;

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use zerotrust_core::geo::NetworkAssessment;
 use zerotrust_core::service::{CheckFuture, ContextUpdate, PendingCheck};
-use zerotrust_core::{Outcome, Reason, Rejection, RejectionKind, Sighting, StoreError, ZeroTrust};
+use zerotrust_core::{Reason, Rejection, RejectionKind, Sighting, StoreError, ZeroTrust};
 
 use crate::risk::{GeoRisk, GeoSignal, reasons, travel_evidence};
 use crate::travel;
@@ -28,7 +28,9 @@ use crate::travel;
 /// 5. records the [`NetworkAssessment`] and calls the service.
 ///
 /// Every refusal is an RFC 9457 problem response carrying the request's `ZeroTrust` context, with
-/// the decision, in the response extensions.
+/// the decision, in the response extensions. Refusals are answered by default; with
+/// [`GeoRiskBuilder::enforcement`](crate::GeoRiskBuilder::enforcement) they can be reported only,
+/// rolled out to a share of the subjects, or the layer turned off.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -84,22 +86,11 @@ pub struct GeoRiskService<S> {
     risk: GeoRisk,
 }
 
-/// A refusal, or in report-only mode the decision it would have been, recorded unenforced.
+/// A refusal under the configured [`Enforcement`](zerotrust_core::Enforcement): `Err` to answer
+/// it, or `Ok` once the decision it would have been is recorded unenforced (report-only, or a
+/// subject outside a roll-out).
 fn refuse(risk: &GeoRisk, zt: &mut ZeroTrust, rejection: Rejection) -> Result<(), Rejection> {
-    if !risk.config.report_only {
-        return Err(rejection);
-    }
-    let mut decision = rejection.decision();
-    decision.enforced = false;
-    tracing::info!(
-        target: "zerotrust::geo",
-        code = decision.reason.code(),
-        "report-only: request would be refused"
-    );
-    if zt.decision().is_none_or(|d| d.outcome == Outcome::Allow) {
-        zt.set_decision(decision);
-    }
-    Ok(())
+    risk.config.enforcement.apply(zt, rejection)
 }
 
 fn forbidden(reason: Reason) -> Rejection {
@@ -202,6 +193,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.risk.config;
+        if !config.enforcement.is_on() {
+            return CheckFuture::proceed(&mut self.inner, req);
+        }
 
         // 1. The client address: the one an earlier layer resolved, or ours.
         let recorded = req
@@ -215,7 +209,14 @@ where
                     ZeroTrust::get_or_insert(req.extensions_mut()).set_client_ip(client);
                     client
                 }
-                Err(error) => return CheckFuture::rejected(error.rejection(), &req),
+                Err(error) => {
+                    // Not enforced: the decision is recorded and the request goes on unlocated.
+                    let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+                    return match refuse(&self.risk, zt, error.rejection()) {
+                        Err(rejection) => CheckFuture::rejected(rejection, &req),
+                        Ok(()) => CheckFuture::proceed(&mut self.inner, req),
+                    };
+                }
             },
         };
 

@@ -39,6 +39,8 @@ pub use lists::{ListError, ListKind, ListStats, NetworkLists};
 pub use maxmind::{DatabaseInfo, MaxMindError, MaxMindGeo, MaxMindGeoBuilder};
 pub use risk::{GeoRisk, GeoRiskBuilder, GeoRiskError, GeoSignal, reasons};
 pub use special::{AddressScope, address_scope};
+/// Enforce, report only, roll out by percentage, or turn off (re-exported from `zerotrust-core`).
+pub use zerotrust_core::Enforcement;
 
 /// Days and times for [`WorkingHours`] (re-exported from `chrono`).
 pub use chrono::{NaiveTime, Weekday};

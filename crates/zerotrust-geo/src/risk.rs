@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use zerotrust_core::geo::{CountryCode, GeoLocation, GeoLocator, NetworkAssessment, NetworkZone};
 use zerotrust_core::{
-    ClientIpResolver, LocationHistory, MemoryLocationHistory, Reason, RiskSignal, Sighting,
+    ClientIpResolver, Enforcement, LocationHistory, MemoryLocationHistory, Reason, RiskSignal,
+    Sighting,
 };
 
 use crate::embedded::EmbeddedGeo;
@@ -188,7 +189,7 @@ pub(crate) struct Config {
     pub(crate) travel: Option<TravelCheck>,
     hours: Option<WorkingHours>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) report_only: bool,
+    pub(crate) enforcement: Enforcement,
 }
 
 /// What [`GeoRiskLayer`](crate::GeoRiskLayer) checks, built once and shared (cloning is cheap).
@@ -227,7 +228,7 @@ impl fmt::Debug for GeoRisk {
             .field("block_anonymizers", &c.block_anonymizers)
             .field("travel", &c.travel.as_ref().map(|t| t.max_speed_kmh))
             .field("working_hours", &c.hours)
-            .field("report_only", &c.report_only)
+            .field("enforcement", &c.enforcement)
             .finish_non_exhaustive()
     }
 }
@@ -251,7 +252,7 @@ pub struct GeoRiskBuilder {
     deny_impossible_travel: bool,
     hours: Option<WorkingHours>,
     clock: Arc<dyn Clock>,
-    report_only: bool,
+    enforcement: Enforcement,
 }
 
 impl fmt::Debug for GeoRiskBuilder {
@@ -284,7 +285,7 @@ impl GeoRisk {
             deny_impossible_travel: false,
             hours: None,
             clock: Arc::new(SystemClock),
-            report_only: false,
+            enforcement: Enforcement::Enforce,
         }
     }
 
@@ -659,8 +660,42 @@ impl GeoRiskBuilder {
         self
     }
 
-    /// Decides and records, but lets every request through: a refusal becomes a decision with
-    /// `enforced: false` in the request's `ZeroTrust` (and a log line), for rolling the rules out.
+    /// How refusals are applied (default [`Enforcement::Enforce`]: every refusal is answered).
+    ///
+    /// - [`Enforcement::ReportOnly`]: every check runs and records as usual (client address,
+    ///   network assessment, signals, travel). A refusal (blocked network, country or ASN, a
+    ///   blocked anonymiser, impossible travel with `deny_impossible_travel`, the location history
+    ///   unreachable, and a client address that cannot be resolved, 400 or 500) becomes a
+    ///   [`Decision`](zerotrust_core::Decision) with `enforced: false`, logged and counted
+    ///   (`zerotrust_report_only_total`), and the request goes through.
+    /// - [`Enforcement::Rollout`]`(n)`: enforced for `n`% of the verified subjects (chosen by a
+    ///   stable hash of the subject, the same answer on every request and replica), reported for
+    ///   the others. Requests without a verified subject are always enforced, so place the layer
+    ///   after the one that authenticates.
+    /// - [`Enforcement::Off`]: the layer calls the service at once: no address resolved, nothing
+    ///   located, no signal, no network assessment, no sighting recorded.
+    ///
+    /// # Warning
+    ///
+    /// With `ReportOnly`, `Rollout` and `Off`, blocked networks, countries and ASNs, and requests
+    /// whose travel or address could not be checked, reach the service; only the signals (and a
+    /// decision layer that weighs them) stand in the way.
+    ///
+    /// ```
+    /// use zerotrust_core::Enforcement;
+    ///
+    /// let builder = zerotrust_geo::GeoRisk::builder()
+    ///     .block_countries(["KP"])
+    ///     .enforcement(Enforcement::rollout(10));
+    /// # let _ = builder;
+    /// ```
+    pub fn enforcement(mut self, mode: Enforcement) -> Self {
+        self.enforcement = mode;
+        self
+    }
+
+    /// Shorthand for [`enforcement`](Self::enforcement)`(Enforcement::ReportOnly)`: decides and
+    /// records, but lets every request through.
     ///
     /// # Warning
     ///
@@ -671,9 +706,8 @@ impl GeoRiskBuilder {
     /// let builder = zerotrust_geo::GeoRisk::builder().block_countries(["KP"]).report_only();
     /// # let _ = builder;
     /// ```
-    pub fn report_only(mut self) -> Self {
-        self.report_only = true;
-        self
+    pub fn report_only(self) -> Self {
+        self.enforcement(Enforcement::ReportOnly)
     }
 
     /// Checks the configuration, loads the network lists and, without another locator, parses
@@ -746,7 +780,7 @@ impl GeoRiskBuilder {
                 travel,
                 hours: self.hours,
                 clock: self.clock,
-                report_only: self.report_only,
+                enforcement: self.enforcement,
             }),
         })
     }

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use zerotrust_core::service::{CheckFuture, ContextUpdate, PendingCheck};
-use zerotrust_core::{Identity, Rejection, ZeroTrust};
+use zerotrust_core::{Enforcement, Identity, Rejection, ZeroTrust};
 
 use crate::error::VerifyError;
 use crate::source::{self, TokenSource};
@@ -26,6 +26,10 @@ use crate::verifier::JwtVerifier;
 ///
 /// Every refusal carries the request's `ZeroTrust` context, with the decision, in the response
 /// extensions.
+///
+/// That is the default, [`Enforcement::Enforce`]. With [`enforcement`](Self::enforcement) the layer
+/// can instead report its refusals without answering them (`ReportOnly`), do so for part of the
+/// subjects (`Rollout`), or not run at all (`Off`), for rolling authentication out gradually.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -48,6 +52,7 @@ pub struct JwtVerifyLayer {
     verifier: JwtVerifier,
     source: Arc<TokenSource>,
     realm: Option<Arc<str>>,
+    mode: Enforcement,
 }
 
 impl JwtVerifyLayer {
@@ -57,6 +62,7 @@ impl JwtVerifyLayer {
             verifier,
             source: Arc::new(TokenSource::default()),
             realm: None,
+            mode: Enforcement::Enforce,
         }
     }
 
@@ -85,6 +91,53 @@ impl JwtVerifyLayer {
     /// ```
     pub fn realm(mut self, realm: impl Into<Arc<str>>) -> Self {
         self.realm = Some(realm.into());
+        self
+    }
+
+    /// How refusals are applied (default [`Enforcement::Enforce`]: every refusal is answered).
+    ///
+    /// - [`Enforcement::ReportOnly`]: every request is verified as usual. A valid token still puts
+    ///   its identity into [`ZeroTrust`]. Any refusal (no token, a malformed request, a bad token,
+    ///   and also keys or the revocation store unavailable) is recorded as a
+    ///   [`Decision`](zerotrust_core::Decision) with `enforced: false`, logged and counted
+    ///   (`zerotrust_report_only_total`), and the request passes **without an identity**: never
+    ///   with the unverified one from the token.
+    /// - [`Enforcement::Rollout`]`(n)`: as `ReportOnly` for the subjects outside the `n`%, as
+    ///   `Enforce` for the others. The bucket is taken from the subject *already verified* in the
+    ///   request's context (by an earlier layer); a refused token has no verified subject (its
+    ///   `sub` claim is attacker-controlled until the token is verified), so a refusal of a request
+    ///   that reaches this layer anonymous is **always enforced**, whatever `n`: the core's
+    ///   fail-closed rule for requests without a subject. In practice a roll-out of this layer
+    ///   therefore behaves like `Enforce`; to watch authentication before enforcing it, use
+    ///   `ReportOnly`, and roll out the layers after it (device, network, step-up) by percentage.
+    /// - [`Enforcement::Off`]: the layer calls the service untouched: no verification, no
+    ///   context, no decision.
+    ///
+    /// Keys or revocation store unavailable (503) are reported, not answered, in report-only mode,
+    /// on purpose: report-only promises not to break traffic while a roll-out is watched, and an
+    /// issuer outage must not turn a watching layer into an outage. Nothing is granted by it: the
+    /// request passes with no identity, exactly like a request without a token, and the decision
+    /// records outcome `error` (with a warning in the log) so the audit shows it.
+    ///
+    /// # Warning
+    ///
+    /// With `ReportOnly`, `Rollout` and `Off`, requests without a valid token (no token, forged,
+    /// expired, revoked) reach the service. They carry no identity, so a handler or a later layer
+    /// that requires one (`zt.identity()`, a step-up policy) still refuses them; a handler that
+    /// does not look is open to everyone.
+    ///
+    /// ```
+    /// # let verifier = zerotrust_jwt::JwtVerifier::builder()
+    /// #     .issuer(zerotrust_jwt::Issuer::discover("https://idp").audience("api")).build().unwrap();
+    /// use zerotrust_core::Enforcement;
+    /// use zerotrust_jwt::JwtVerifyLayer;
+    ///
+    /// // Watch what authentication would refuse, without refusing anything yet.
+    /// let layer = JwtVerifyLayer::new(verifier).enforcement(Enforcement::ReportOnly);
+    /// # let _ = layer;
+    /// ```
+    pub fn enforcement(mut self, mode: Enforcement) -> Self {
+        self.mode = mode;
         self
     }
 }
@@ -118,12 +171,14 @@ fn with_realm(rejection: Rejection, realm: Option<&Arc<str>>) -> Rejection {
 pub struct TokenVerdict {
     verdict: Result<Arc<Identity>, VerifyError>,
     realm: Option<Arc<str>>,
+    mode: Enforcement,
 }
 
 impl std::fmt::Debug for TokenVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerdict")
             .field("verified", &self.verdict.is_ok())
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -140,9 +195,11 @@ impl ContextUpdate for TokenVerdict {
                     error,
                     VerifyError::KeysUnavailable { .. } | VerifyError::Store(_)
                 ) {
-                    tracing::warn!(target: "zerotrust::jwt", %error, "cannot verify tokens; answering 503");
+                    tracing::warn!(target: "zerotrust::jwt", %error, mode = %self.mode, "cannot verify tokens");
                 }
-                Err(with_realm(error.rejection(), self.realm.as_ref()))
+                // Not enforced: recorded, and the request goes on with no identity.
+                self.mode
+                    .apply(zt, with_realm(error.rejection(), self.realm.as_ref()))
             }
         }
     }
@@ -164,14 +221,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let mode = self.layer.mode;
+        if !mode.is_on() {
+            return CheckFuture::proceed(&mut self.inner, req);
+        }
         // Request-level checks answer at once, without allocating a future.
         let token = match source::extract(&self.layer.source, req.uri(), req.headers()) {
             Ok(token) => token,
             Err((kind, reason)) => {
                 let rejection = Rejection::new(kind, reason).with_layer("jwt");
                 let rejection = with_realm(rejection, self.layer.realm.as_ref());
-                return CheckFuture::rejected(rejection, &req);
+                let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+                return match mode.apply(zt, rejection) {
+                    Err(rejection) => CheckFuture::rejected(rejection, &req),
+                    Ok(()) => CheckFuture::proceed(&mut self.inner, req),
+                };
             }
         };
         // Take the service that was driven to readiness; leave a fresh clone in its place.
@@ -185,6 +250,7 @@ where
             TokenVerdict {
                 verdict: verifier.verify(&token).await,
                 realm,
+                mode,
             }
         });
         CheckFuture::checking(check, inner, req)

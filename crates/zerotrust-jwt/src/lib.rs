@@ -28,3 +28,5 @@ pub use key::{IgnoredKey, KeyError, KeyLookup, KeyPolicy, KeySet, VerifyingKey};
 pub use layer::{JwtVerify, JwtVerifyLayer, ResponseFuture, TokenVerdict};
 pub use source::TokenSource;
 pub use verifier::{BuildError, JwtVerifier, JwtVerifierBuilder};
+/// Enforce, report only, roll out by percentage, or turn off (re-exported from `zerotrust-core`).
+pub use zerotrust_core::Enforcement;
