@@ -183,7 +183,7 @@ impl ZeroTrust {
             self.identity.is_some(),
             self.device
                 .as_ref()
-                .is_some_and(|d| d.binding.is_cryptographic()),
+                .is_some_and(|d| d.binding.is_cryptographic() && d.owned_by_subject),
         )
     }
 
@@ -213,5 +213,36 @@ impl ZeroTrust {
     /// Records a decision. A later, stricter layer may overwrite an earlier `Allow`.
     pub fn set_decision(&mut self, decision: Decision) {
         self.decision = Some(decision);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DeviceBinding, DeviceStatus, Posture};
+
+    fn device(binding: DeviceBinding, owned: bool) -> DeviceAssessment {
+        DeviceAssessment {
+            device_id: Arc::from("d-1"),
+            binding,
+            status: DeviceStatus::Known,
+            owned_by_subject: owned,
+            posture: Posture::default(),
+            violations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn verified_needs_an_identity_and_a_cryptographically_bound_device_of_that_subject() {
+        let mut zt = ZeroTrust::new();
+        assert_eq!(zt.trust_level(), TrustLevel::Low);
+        zt.set_identity(Arc::new(Identity::new("alice", "https://idp", 1_900_000_000)));
+        assert_eq!(zt.trust_level(), TrustLevel::High);
+        zt.set_device(device(DeviceBinding::Header, true));
+        assert_eq!(zt.trust_level(), TrustLevel::High);
+        zt.set_device(device(DeviceBinding::Certificate, false));
+        assert_eq!(zt.trust_level(), TrustLevel::High);
+        zt.set_device(device(DeviceBinding::Certificate, true));
+        assert_eq!(zt.trust_level(), TrustLevel::Verified);
     }
 }
