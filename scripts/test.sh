@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run zerotrust's whole test suite: every target of every workspace crate
-# (unit, integration, examples, benches in test mode), then the doc tests.
+# (unit, integration, examples, benches in test mode), then the doc tests,
+# with every feature on (the Cedar policies of zerotrust-stepup included).
 #
 #   ./scripts/test.sh
 #
@@ -58,15 +59,15 @@ trap cleanup EXIT
 # --- Test runs ---------------------------------------------------------------
 status=0
 
-say "cargo test --workspace --all-targets --locked"
-if ! cargo test --workspace --all-targets --locked 2>&1 | tee -a "${log}"; then
-    echo "error: cargo test --workspace --all-targets --locked failed" >&2
+say "cargo test --workspace --all-features --all-targets --locked"
+if ! cargo test --workspace --all-features --all-targets --locked 2>&1 | tee -a "${log}"; then
+    echo "error: cargo test --workspace --all-features --all-targets --locked failed" >&2
     status=1
 fi
 
-say "cargo test --workspace --doc --locked"
-if ! cargo test --workspace --doc --locked 2>&1 | tee -a "${log}"; then
-    echo "error: cargo test --workspace --doc --locked failed" >&2
+say "cargo test --workspace --all-features --doc --locked"
+if ! cargo test --workspace --all-features --doc --locked 2>&1 | tee -a "${log}"; then
+    echo "error: cargo test --workspace --all-features --doc --locked failed" >&2
     status=1
 fi
 

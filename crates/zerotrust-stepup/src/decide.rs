@@ -1,5 +1,6 @@
 //! One route's requirements against one request's context: allow, challenge or deny.
 
+use http::Method;
 use zerotrust_core::{PeerCertificate, Rejection, RejectionKind, ZeroTrust};
 
 use crate::policy::CompiledRoute;
@@ -30,16 +31,27 @@ fn fresh(auth_time: Option<i64>, max_age: u64, now: i64) -> bool {
     auth_time.is_some_and(|t| now.saturating_sub(t) <= max_age)
 }
 
+/// The parts of the request a decision reads besides `ZeroTrust`.
+pub(crate) struct RequestFacts<'a> {
+    pub(crate) certificate: Option<&'a PeerCertificate>,
+    // Read by the Cedar policies only.
+    #[cfg_attr(not(feature = "cedar"), allow(dead_code))]
+    pub(crate) method: &'a Method,
+    #[cfg_attr(not(feature = "cedar"), allow(dead_code))]
+    pub(crate) path: &'a str,
+}
+
 /// Checks `route` against the request. The order is the order of the answers' strength: refusals
-/// that no stronger authentication could fix (workload, scope, role, policy, risk, trust) come
-/// before challenges, so a client is never asked to step up for a request that would still be
-/// denied.
+/// that no stronger authentication could fix (workload, scope, role, predicate, Cedar, risk,
+/// trust) come before challenges, so a client is never asked to step up for a request that would
+/// still be denied.
 pub(crate) fn decide(
     route: &CompiledRoute,
     zt: &ZeroTrust,
-    certificate: Option<&PeerCertificate>,
+    request: &RequestFacts<'_>,
     now: i64,
 ) -> Result<(), Rejection> {
+    let certificate = request.certificate;
     if route.deny_all {
         return Err(deny(reasons::NO_ROUTE));
     }
@@ -100,6 +112,21 @@ pub(crate) fn decide(
         if !predicate(zt) {
             tracing::debug!(target: "zerotrust::stepup", predicate = &**name, route = &*route.pattern, "predicate refused the request");
             return Err(deny(reasons::POLICY_DENIED));
+        }
+    }
+
+    #[cfg(feature = "cedar")]
+    if let Some(cedar) = &route.cedar {
+        let input = crate::cedar::CedarInput {
+            zt,
+            certificate,
+            method: request.method,
+            route: &route.pattern,
+            path: request.path,
+            now,
+        };
+        if !cedar.permits(&input) {
+            return Err(deny(reasons::CEDAR_DENIED));
         }
     }
 

@@ -16,7 +16,7 @@ use zerotrust_core::{
     Behavior, Decision, Outcome, PeerCertificate, Rejection, RejectionKind, RiskSignal, ZeroTrust,
 };
 
-use crate::decide::decide;
+use crate::decide::{RequestFacts, decide};
 use crate::policy::{BehaviorPolicy, CompiledRoute, StepUpPolicy};
 use crate::reasons;
 
@@ -185,9 +185,24 @@ fn decide_request<B>(
     req: &mut Request<B>,
     now: i64,
 ) -> Result<(), Rejection> {
-    let certificate = req.extensions().get::<PeerCertificate>().cloned();
+    ZeroTrust::get_or_insert(req.extensions_mut());
+    // Decide on shared borrows of the request (context, certificate, method, path), then record.
+    let verdict = match req.extensions().get::<ZeroTrust>() {
+        Some(zt) => {
+            let facts = RequestFacts {
+                certificate: req.extensions().get::<PeerCertificate>(),
+                method: req.method(),
+                path: req.uri().path(),
+            };
+            decide(route, zt, &facts, now)
+        }
+        // Inserted just above; refuse rather than decide without the context.
+        None => {
+            Err(Rejection::new(RejectionKind::Internal, reasons::NO_ROUTE).with_layer("stepup"))
+        }
+    };
     let zt = ZeroTrust::get_or_insert(req.extensions_mut());
-    match decide(route, zt, certificate.as_ref(), now) {
+    match verdict {
         Ok(()) => {
             if zt.decision().is_none() {
                 zt.set_decision(allow_decision());

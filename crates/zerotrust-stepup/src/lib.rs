@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The flow of one request through `StepUpLayer` (layer.rs, then decide.rs):
 // 1. Refuse ambiguous paths (encoded separators, dot segments, `//`) with 400: the policy and the
@@ -10,12 +11,17 @@
 //    (the only await, so the only boxed future), answer 429 to a locked-out subject, add the
 //    `behavior.*` signals.
 // 4. Decide (decide.rs), strongest refusal first: workload identity, identity, scopes (403
-//    `insufficient_scope`), roles and permissions, predicates, risk above the deny threshold and
-//    trust below the minimum (403), then `acr`/`amr`/`auth_time` (401 RFC 9470 challenge), then
-//    risk above the challenge threshold (401, unless the session already stepped up).
+//    `insufficient_scope`), roles and permissions, predicates, Cedar policies (feature `cedar`,
+//    cedar.rs: principal, action, resource and context built from `ZeroTrust` and the request;
+//    a forbid, no permit or an evaluation error is 403 `stepup.cedar_denied`), risk above the
+//    deny threshold and trust below the minimum (403), then `acr`/`amr`/`auth_time` (401 RFC 9470
+//    challenge), then risk above the challenge threshold (401, unless the session already
+//    stepped up).
 // 5. Apply the route's enforcement (enforce, report-only, roll-out), call the service, and count
 //    a 401/403 (ours or the service's) as a failure; too many lock the subject out.
 
+#[cfg(feature = "cedar")]
+mod cedar;
 mod config;
 mod decide;
 mod layer;
@@ -23,6 +29,8 @@ mod policy;
 pub mod reasons;
 mod requirements;
 
+#[cfg(feature = "cedar")]
+pub use cedar::{CedarError, CedarLocation, CedarPolicies, CedarPoliciesBuilder, CedarReloader};
 pub use config::ConfigError;
 pub use layer::{ResponseFuture, StepUp, StepUpLayer};
 pub use policy::{BehaviorPolicy, Clock, PolicyError, StepUpPolicy, StepUpPolicyBuilder};

@@ -126,6 +126,8 @@ pub(crate) struct CompiledRoute {
     pub(crate) permission_roles: Vec<HashSet<String>>,
     pub(crate) workloads: HashSet<String>,
     pub(crate) predicates: Vec<(Arc<str>, Predicate)>,
+    #[cfg(feature = "cedar")]
+    pub(crate) cedar: Option<Arc<crate::cedar::CedarPolicies>>,
     pub(crate) sensitive: bool,
     pub(crate) enforcement: Enforcement,
 }
@@ -489,6 +491,8 @@ impl StepUpPolicyBuilder {
             permission_roles,
             workloads: r.workloads.into_iter().collect(),
             predicates: r.predicates,
+            #[cfg(feature = "cedar")]
+            cedar: r.cedar,
             sensitive: r.sensitive,
             enforcement: r.enforcement.unwrap_or(default_mode),
         })

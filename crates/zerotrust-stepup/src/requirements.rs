@@ -48,12 +48,14 @@ pub struct Requirements {
     pub(crate) sensitive: bool,
     pub(crate) enforcement: Option<Enforcement>,
     pub(crate) deny_all: bool,
+    #[cfg(feature = "cedar")]
+    pub(crate) cedar: Option<Arc<crate::cedar::CedarPolicies>>,
 }
 
 impl std::fmt::Debug for Requirements {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requirements")
-            .field("anonymous", &self.anonymous)
+        let mut f = f.debug_struct("Requirements");
+        f.field("anonymous", &self.anonymous)
             .field("min_trust", &self.min_trust)
             .field("max_risk", &self.max_risk)
             .field("challenge_risk", &self.challenge_risk)
@@ -67,8 +69,10 @@ impl std::fmt::Debug for Requirements {
                 "predicates",
                 &self.predicates.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
-            .field("deny_all", &self.deny_all)
-            .finish_non_exhaustive()
+            .field("deny_all", &self.deny_all);
+        #[cfg(feature = "cedar")]
+        f.field("cedar", &self.cedar);
+        f.finish_non_exhaustive()
     }
 }
 
@@ -263,6 +267,29 @@ impl Requirements {
         predicate: impl Fn(&ZeroTrust) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.predicates.push((name.into(), Arc::new(predicate)));
+        self
+    }
+
+    /// Puts the request to Cedar policies after the route's predicates (and before the risk and
+    /// trust checks): unless they permit it, the request is refused (403 `stepup.cedar_denied`).
+    /// A policy that fails to evaluate refuses too; the error is logged, never sent. The policies
+    /// are shared: routes given the same `Arc` see one [`reload`](crate::CedarPolicies::reload).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use zerotrust_stepup::{CedarPolicies, Requirements};
+    ///
+    /// let cedar: Arc<CedarPolicies> = Arc::new(
+    ///     r#"permit(principal, action, resource) when { principal.roles.contains("admin") };"#.parse()?,
+    /// );
+    /// let admin = Requirements::new().cedar(Arc::clone(&cedar));
+    /// let reports = Requirements::new().scopes(["reports:read"]).cedar(cedar);
+    /// # let _ = (admin, reports);
+    /// # Ok::<(), zerotrust_stepup::CedarError>(())
+    /// ```
+    #[cfg(feature = "cedar")]
+    pub fn cedar(mut self, policies: impl Into<Arc<crate::cedar::CedarPolicies>>) -> Self {
+        self.cedar = Some(policies.into());
         self
     }
 
