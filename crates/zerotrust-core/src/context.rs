@@ -236,7 +236,11 @@ mod tests {
     fn verified_needs_an_identity_and_a_cryptographically_bound_device_of_that_subject() {
         let mut zt = ZeroTrust::new();
         assert_eq!(zt.trust_level(), TrustLevel::Low);
-        zt.set_identity(Arc::new(Identity::new("alice", "https://idp", 1_900_000_000)));
+        zt.set_identity(Arc::new(Identity::new(
+            "alice",
+            "https://idp",
+            1_900_000_000,
+        )));
         assert_eq!(zt.trust_level(), TrustLevel::High);
         zt.set_device(device(DeviceBinding::Header, true));
         assert_eq!(zt.trust_level(), TrustLevel::High);
