@@ -279,11 +279,25 @@ impl Issuer {
     pub(crate) fn accepts_typ(&self, typ: Option<&str>) -> bool {
         match typ {
             None => self.allow_missing_typ,
+            // The configured types are normalized (lowercase, no `application/`); comparing
+            // without case against the header's value, its prefix cut the same way, gives the
+            // same answer as normalizing it, without allocating on every request.
             Some(t) => {
-                let t = normalize_typ(t);
-                self.token_types.contains(&t)
+                let t = strip_application_prefix(t);
+                self.token_types
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(t))
             }
         }
+    }
+}
+
+/// `t` without a leading `application/` in any case.
+fn strip_application_prefix(t: &str) -> &str {
+    const PREFIX: &str = "application/";
+    match (t.get(..PREFIX.len()), t.get(PREFIX.len()..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case(PREFIX) => rest,
+        _ => t,
     }
 }
 
@@ -605,5 +619,39 @@ impl RemoteKeys {
             return Err(FetchError::NoUsableKeys(jwks_url.to_string()));
         }
         Ok((keys, fetched.max_age))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_is_compared_without_case_and_without_the_application_prefix() {
+        let issuer = Issuer::with_keys("urn:test", []).accept_token_types(["AT+JWT", "jwt"]);
+        for typ in [
+            "at+jwt",
+            "AT+jwt",
+            "application/at+jwt",
+            "Application/AT+JWT",
+            "JWT",
+            "application/jwt",
+        ] {
+            assert!(issuer.accepts_typ(Some(typ)), "{typ}");
+        }
+        for typ in [
+            "",
+            "application/",
+            "application/application/jwt",
+            "at+jwt ",
+            "applicatio/jwt",
+            "jwé",
+            "applicationé/jwt",
+        ] {
+            assert!(!issuer.accepts_typ(Some(typ)), "{typ}");
+        }
+        assert!(!issuer.accepts_typ(None));
+        assert_eq!(strip_application_prefix("APPLICATION/x"), "x");
+        assert_eq!(strip_application_prefix("applicatioé"), "applicatioé");
     }
 }

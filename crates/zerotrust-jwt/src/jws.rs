@@ -148,43 +148,65 @@ pub struct CompactJws<'a> {
     signing_input: &'a str,
     header: Arc<JoseHeader>,
     header_segment: &'a str,
+    /// Whether the header came from the cache (so remembering it again is pointless).
+    header_cached: bool,
     algorithm: Algorithm,
     payload: Vec<u8>,
     signature: Signature,
 }
 
-/// A decoded signature, on the stack: the longest is RSA-8192's 1,024 bytes.
-struct Signature {
-    bytes: [u8; 1024],
-    len: usize,
+/// A decoded signature. Up to [`Signature::INLINE`] bytes (RSA-2048, every EC, EdDSA and HMAC
+/// signature) it stays inline, so parsing allocates nothing for it; longer ones (RSA of 3072 up
+/// to 8192 bits, whose check costs far more than an allocation) go to the heap.
+// Inline on purpose: the common signatures need no allocation, and the value lives on the stack
+// of one synchronous call.
+#[allow(clippy::large_enum_variant)]
+enum Signature {
+    Inline {
+        bytes: [u8; Signature::INLINE],
+        len: usize,
+    },
+    Heap(Vec<u8>),
 }
 
 impl std::fmt::Debug for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Signature({} bytes)", self.len)
+        write!(f, "Signature({} bytes)", self.as_bytes().len())
     }
 }
 
 impl Signature {
+    /// RSA-2048's 256 bytes.
+    const INLINE: usize = 256;
+    /// RSA-8192's 1,024 bytes: the longest signature verified here.
+    const MAX: usize = 1024;
+
     fn decode(text: &str) -> Result<Self, JwsError> {
-        let mut sig = Signature {
-            bytes: [0; 1024],
-            len: 0,
-        };
         let len = URL_SAFE_NO_PAD
             .decoded_length(text.as_bytes())
             .map_err(|_| JwsError::Encoding("signature"))?;
         // Longer than any signature verified here: refused before decoding.
-        let buf = sig.bytes.get_mut(..len).ok_or(JwsError::BadSignature)?;
-        sig.len = URL_SAFE_NO_PAD
-            .decode(text.as_bytes(), Out::from_slice(buf))
-            .map_err(|_| JwsError::Encoding("signature"))?
-            .len();
-        Ok(sig)
+        if len > Self::MAX {
+            return Err(JwsError::BadSignature);
+        }
+        if len <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            let buf = bytes.get_mut(..len).ok_or(JwsError::BadSignature)?;
+            let len = URL_SAFE_NO_PAD
+                .decode(text.as_bytes(), Out::from_slice(buf))
+                .map_err(|_| JwsError::Encoding("signature"))?
+                .len();
+            Ok(Signature::Inline { bytes, len })
+        } else {
+            decode("signature", text).map(Signature::Heap)
+        }
     }
 
     fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
+        match self {
+            Signature::Inline { bytes, len } => bytes.get(..*len).unwrap_or_default(),
+            Signature::Heap(bytes) => bytes,
+        }
     }
 }
 
@@ -288,9 +310,9 @@ impl<'a> CompactJws<'a> {
         if h.is_empty() {
             return Err(JwsError::NotCompact);
         }
-        let header = match cache.and_then(|c| c.get(h)) {
-            Some(header) => header,
-            None => Arc::new(JoseHeader::decode(h)?),
+        let (header, header_cached) = match cache.and_then(|c| c.get(h)) {
+            Some(header) => (header, true),
+            None => (Arc::new(JoseHeader::decode(h)?), false),
         };
         // A cached header passed these checks when it was first parsed; they are cheap enough
         // to repeat rather than to reason about.
@@ -308,6 +330,7 @@ impl<'a> CompactJws<'a> {
             signing_input,
             header,
             header_segment: h,
+            header_cached,
             algorithm,
             payload,
             signature,
@@ -317,7 +340,9 @@ impl<'a> CompactJws<'a> {
     /// Remembers this token's header in `cache`. Call only after the signature verified, so
     /// that only headers a trusted key signed take a place.
     pub(crate) fn remember_header(&self, cache: &HeaderCache) {
-        cache.insert(self.header_segment, &self.header);
+        if !self.header_cached {
+            cache.insert(self.header_segment, &self.header);
+        }
     }
 
     /// The checked header.
@@ -338,6 +363,12 @@ impl<'a> CompactJws<'a> {
     /// The decoded payload, taken out. Untrusted until verified.
     pub fn into_payload(self) -> Vec<u8> {
         self.payload
+    }
+
+    /// Takes the decoded payload out, leaving an empty one; the signature can still be verified
+    /// (it covers the encoded form). Untrusted until verified.
+    pub(crate) fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
     }
 
     /// Verifies the signature with `key`. The header's algorithm must be the key's.
@@ -389,6 +420,40 @@ mod tests {
         assert!(cache.get(&header(0)).is_none());
         assert!(cache.get(&header(1)).is_some());
         assert!(cache.get(&header(HeaderCache::CAPACITY)).is_some());
+    }
+
+    #[test]
+    fn signatures_of_every_size_decode_inline_or_on_the_heap() {
+        let header = enc(r#"{"alg":"RS256"}"#);
+        for len in [0usize, 1, 64, 255, 256, 257, 512, 1024] {
+            let sig: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let t = format!(
+                "{header}.{}.{}",
+                enc("{}"),
+                URL_SAFE_NO_PAD.encode_to_string(&sig)
+            );
+            match CompactJws::parse(&t) {
+                Ok(jws) => assert_eq!(jws.signature.as_bytes(), sig, "{len}"),
+                // An empty signature part is refused as a bad signature.
+                Err(e) => assert!(len == 0 && e == JwsError::BadSignature, "{len}: {e}"),
+            }
+        }
+        let long = URL_SAFE_NO_PAD.encode_to_string([1u8; 1025]);
+        let t = format!("{header}.{}.{long}", enc("{}"));
+        assert_eq!(CompactJws::parse(&t).err(), Some(JwsError::BadSignature));
+        // Non-zero unused bits: refused inline and on the heap alike.
+        for good in [
+            URL_SAFE_NO_PAD.encode_to_string([1u8; 100]),
+            URL_SAFE_NO_PAD.encode_to_string([1u8; 700]),
+        ] {
+            let bad = format!("{}B", &good[..good.len() - 1]);
+            assert_ne!(bad, good);
+            let t = format!("{header}.{}.{bad}", enc("{}"));
+            assert_eq!(
+                CompactJws::parse(&t).err(),
+                Some(JwsError::Encoding("signature"))
+            );
+        }
     }
 
     #[test]

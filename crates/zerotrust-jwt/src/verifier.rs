@@ -10,7 +10,9 @@
 //! 6. `exp`, `nbf`, `iat`, `aud`, `sub`, required claims, custom checks;
 //! 7. the revocation store asked about `jti` (every request, cached or not).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -244,15 +246,55 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn split_scopes(out: &mut Vec<String>, text: &str) {
+fn split_scopes(mut out: Vec<String>, text: &str) -> Vec<String> {
     out.extend(text.split_ascii_whitespace().map(str::to_owned));
+    out
 }
 
-/// The key for a token, if one could be found without waiting.
-enum Found {
-    Verified,
-    NeedKeys,
-    UnknownKid,
+/// The identity's values that stay in the payload, by claim, as byte ranges of it.
+#[derive(Default)]
+struct InPlace([Option<(&'static str, Range<usize>)>; 7]);
+
+impl InPlace {
+    /// Keeps `value` of `claim` in place if it is a slice of `payload` (it had no escapes);
+    /// otherwise hands it back.
+    fn text<'p>(
+        &mut self,
+        payload: &str,
+        claim: &'static str,
+        value: Cow<'p, str>,
+    ) -> Result<(), Cow<'p, str>> {
+        let Cow::Borrowed(slice) = value else {
+            return Err(value);
+        };
+        match (
+            range_in(payload, slice),
+            self.0.iter_mut().find(|s| s.is_none()),
+        ) {
+            (Some(range), Some(free)) => {
+                *free = Some((claim, range));
+                Ok(())
+            }
+            _ => Err(value),
+        }
+    }
+}
+
+/// Where `inner`, a slice of `outer`, lies in it.
+fn range_in(outer: &str, inner: &str) -> Option<Range<usize>> {
+    let start = inner.as_ptr().addr().checked_sub(outer.as_ptr().addr())?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some(start..end)
+}
+
+/// What one synchronous attempt at verifying a token came to.
+enum Attempt<'v> {
+    /// Verified and checked; revocation not asked yet.
+    Verified(Arc<Identity>),
+    /// The issuer's keys are not loaded, or too stale to use.
+    NeedKeys(&'v Arc<RemoteKeys>),
+    /// No key of the issuer has the token's `kid`.
+    UnknownKid(&'v Arc<RemoteKeys>),
 }
 
 impl JwtVerifier {
@@ -327,7 +369,44 @@ impl JwtVerifier {
             return Ok(identity);
         }
 
-        let jws = CompactJws::parse_with(token, Some(&inner.headers)).map_err(|e| match e {
+        // Everything up to the revocation check is synchronous; only waiting for keys leaves it,
+        // and then the token is read again from the start. Nothing parsed lives across an
+        // `.await`, which keeps this future small: the layer boxes it on every request.
+        let mut first = true;
+        let identity = loop {
+            match self.attempt(token, now)? {
+                Attempt::Verified(identity) => break identity,
+                Attempt::NeedKeys(remote) if first => {
+                    remote
+                        .ensure_usable()
+                        .await
+                        .map_err(|KeysUnavailable::RetryIn(s)| VerifyError::KeysUnavailable {
+                            retry_after: s,
+                        })?;
+                }
+                Attempt::UnknownKid(remote) if first => {
+                    if !remote.refetch_for_unknown_kid().await {
+                        return Err(VerifyError::UnknownKey);
+                    }
+                }
+                Attempt::NeedKeys(_) => {
+                    return Err(VerifyError::KeysUnavailable { retry_after: 1 });
+                }
+                Attempt::UnknownKid(_) => return Err(VerifyError::UnknownKey),
+            }
+            first = false;
+        };
+        self.check_revocation(&identity).await?;
+        if let Some(cache) = &inner.cache {
+            cache.insert(token.into(), identity.clone());
+        }
+        Ok(identity)
+    }
+
+    /// One synchronous pass over `token`: parse, claims, issuer, key, signature, claim checks.
+    fn attempt(&self, token: &str, now: i64) -> Result<Attempt<'_>, VerifyError> {
+        let inner = &*self.inner;
+        let mut jws = CompactJws::parse_with(token, Some(&inner.headers)).map_err(|e| match e {
             // Every compact JWS is an RFC 6750 b64token; checking that syntax only for tokens the
             // parser refused keeps a per-byte scan off the path of good tokens.
             JwsError::NotCompact | JwsError::Encoding(_) if !crate::source::is_b64token(token) => {
@@ -335,7 +414,13 @@ impl JwtVerifier {
             }
             e => e.into(),
         })?;
-        let claims = claims::parse(jws.payload(), &inner.roles_roots)
+        // The payload is checked for UTF-8 once, here: serde_json then need not check each string
+        // again, claims borrow from it, and it becomes the identity's raw claims without a copy.
+        // (The signature covers the encoded payload, which `jws` keeps.)
+        let payload = String::from_utf8(jws.take_payload())
+            .map_err(|e| VerifyError::Claims(e.to_string()))?;
+        let mut claims = Claims::default();
+        claims::parse(&payload, &inner.roles_roots, &mut claims)
             .map_err(|e| VerifyError::Claims(e.to_string()))?;
         let iss = claims
             .iss
@@ -349,65 +434,31 @@ impl JwtVerifier {
         match &state.keys {
             Keys::Static(set) => Self::check_signature(set, &jws)?,
             Keys::Remote(remote) => {
-                let mut attempt = 0;
-                loop {
-                    let found = {
-                        let now_ms = remote.now();
-                        let snapshot = remote.snapshot.load();
-                        if !snapshot.usable(now_ms) {
-                            Found::NeedKeys
-                        } else {
-                            match Self::check_signature(&snapshot.keys, &jws) {
-                                Ok(()) => {
-                                    remote.refresh_if_due(&snapshot, now_ms);
-                                    Found::Verified
-                                }
-                                Err(VerifyError::UnknownKey) => Found::UnknownKid,
-                                Err(e) => return Err(e),
-                            }
-                        }
-                    };
-                    match (found, attempt) {
-                        (Found::Verified, _) => break,
-                        (Found::NeedKeys, 0) => {
-                            remote.ensure_usable().await.map_err(
-                                |KeysUnavailable::RetryIn(s)| VerifyError::KeysUnavailable {
-                                    retry_after: s,
-                                },
-                            )?;
-                        }
-                        (Found::UnknownKid, 0) => {
-                            if !remote.refetch_for_unknown_kid().await {
-                                return Err(VerifyError::UnknownKey);
-                            }
-                        }
-                        (Found::NeedKeys, _) => {
-                            return Err(VerifyError::KeysUnavailable { retry_after: 1 });
-                        }
-                        (Found::UnknownKid, _) => return Err(VerifyError::UnknownKey),
-                    }
-                    attempt += 1;
+                let now_ms = remote.now();
+                let snapshot = remote.snapshot.load();
+                if !snapshot.usable(now_ms) {
+                    return Ok(Attempt::NeedKeys(remote));
+                }
+                match Self::check_signature(&snapshot.keys, &jws) {
+                    Ok(()) => remote.refresh_if_due(&snapshot, now_ms),
+                    Err(VerifyError::UnknownKey) => return Ok(Attempt::UnknownKid(remote)),
+                    Err(e) => return Err(e),
                 }
             }
         }
 
         jws.remember_header(&inner.headers);
-        let mut parts = self.validate(state, claims, now)?;
-        // The claims are read; the payload moves into the identity without a copy. serde_json
-        // does not check UTF-8 inside strings it skips, so check it here.
-        parts.raw_claims = Some(
-            String::from_utf8(jws.into_payload())
-                .map_err(|e| VerifyError::Claims(e.to_string()))?,
-        );
-        let identity = Arc::new(Identity::from_parts(parts));
+        let mut in_place = InPlace::default();
+        let mut parts = self.validate(state, &mut claims, &payload, &mut in_place, now)?;
+        drop(claims);
+        parts.raw_claims = Some(payload);
+        let identity = Identity::from_parts_in_raw_claims(parts, in_place.0.into_iter().flatten())
+            .ok_or_else(|| VerifyError::Claims("claim outside the payload".into()))?;
+        let identity = Arc::new(identity);
         for check in &state.config.checks {
             check(&identity).map_err(VerifyError::Check)?;
         }
-        self.check_revocation(&identity).await?;
-        if let Some(cache) = &inner.cache {
-            cache.insert(token.into(), identity.clone());
-        }
-        Ok(identity)
+        Ok(Attempt::Verified(identity))
     }
 
     fn check_signature(set: &KeySet, jws: &CompactJws<'_>) -> Result<(), VerifyError> {
@@ -423,7 +474,13 @@ impl JwtVerifier {
         let Some(jti) = identity.jti() else {
             return Ok(());
         };
-        match self.inner.revocation.is_revoked(jti).await {
+        let store = &self.inner.revocation;
+        // A store that can answer at once (the in-memory one) is asked without a boxed future.
+        let answer = match store.is_revoked_now(jti) {
+            Some(answer) => answer,
+            None => store.is_revoked(jti).await,
+        };
+        match answer {
             Ok(false) => Ok(()),
             Ok(true) => Err(VerifyError::Revoked),
             Err(e) => {
@@ -433,10 +490,15 @@ impl JwtVerifier {
         }
     }
 
+    /// Checks the claims and gathers the identity's values. Values that are slices of `payload`
+    /// (strings without escapes) are not copied: their ranges go to `in_place`, and the identity
+    /// reads them from its raw claims, which the payload becomes.
     fn validate(
         &self,
         state: &IssuerState,
-        mut claims: Claims<'_>,
+        claims: &mut Claims<'_>,
+        payload: &str,
+        in_place: &mut InPlace,
         now: i64,
     ) -> Result<IdentityParts, VerifyError> {
         let leeway = self.inner.leeway;
@@ -463,7 +525,10 @@ impl JwtVerifier {
             .aud
             .take()
             .ok_or_else(|| VerifyError::MissingClaim("aud".into()))?;
-        if !audiences.iter().any(|a| config.audiences.contains(a)) {
+        if !audiences
+            .iter()
+            .any(|a| config.audiences.iter().any(|c| c == a))
+        {
             return Err(VerifyError::Audience);
         }
         for name in &config.required_claims {
@@ -475,13 +540,22 @@ impl JwtVerifier {
             .sub
             .take()
             .ok_or_else(|| VerifyError::MissingClaim("sub".into()))?;
-        let mut scopes = Vec::new();
-        if let Some(scope) = &claims.scope {
-            split_scopes(&mut scopes, scope);
-        }
-        for scp in claims.scp.iter().flatten() {
-            split_scopes(&mut scopes, scp);
-        }
+        let scopes = match (claims.scope.take(), &claims.scp) {
+            // The common form, one `scope` string: split when the identity's scopes are asked for.
+            (Some(scope), None) => in_place
+                .text(payload, "scope", scope)
+                .map_or_else(|scope| split_scopes(Vec::new(), &scope), |()| Vec::new()),
+            (scope, scp) => {
+                let mut scopes = Vec::new();
+                if let Some(scope) = scope {
+                    scopes = split_scopes(scopes, &scope);
+                }
+                for scp in scp.iter().flat_map(claims::Strings::iter) {
+                    scopes = split_scopes(scopes, scp);
+                }
+                scopes
+            }
+        };
         let roles = match config.roles_path.split_first() {
             Some((root, rest)) => match claims.roles_root(root) {
                 Some(raw) => {
@@ -491,21 +565,139 @@ impl JwtVerifier {
             },
             None => Vec::new(),
         };
+        let audiences = match audiences {
+            claims::Strings::One(aud) => in_place
+                .text(payload, "aud", aud)
+                .map_or_else(|aud| vec![aud.into_owned()], |()| Vec::new()),
+            many => many.into_owned(),
+        };
+        let mut text = |claim: &'static str, value: Option<Cow<'_, str>>| {
+            value.map(|v| {
+                in_place
+                    .text(payload, claim, v)
+                    .map_or_else(Cow::into_owned, |()| String::new())
+            })
+        };
         Ok(IdentityParts {
-            subject,
-            issuer: claims.iss.take().unwrap_or_default(),
+            subject: text("sub", Some(subject)).unwrap_or_default(),
+            issuer: text("iss", claims.iss.take()).unwrap_or_default(),
             expires_at: exp,
             audiences,
             scopes,
             roles,
-            acr: claims.acr.take(),
-            amr: claims.amr.take().unwrap_or_default(),
+            acr: text("acr", claims.acr.take()),
+            amr: claims
+                .amr
+                .take()
+                .map(claims::Strings::into_owned)
+                .unwrap_or_default(),
             auth_time: claims.auth_time,
             issued_at: claims.iat,
-            jti: claims.jti.take(),
-            client_id: claims.client_id.take(),
+            jti: text("jti", claims.jti.take()),
+            client_id: text("client_id", claims.client_id.take()),
             confirmation: claims.cnf.take(),
             raw_claims: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::hmac;
+    use base64_simd::URL_SAFE_NO_PAD;
+    use futures_util::FutureExt as _;
+
+    use super::*;
+    use crate::{Algorithm, VerifyingKey};
+
+    const SECRET: [u8; 32] = [7; 32];
+
+    fn verifier() -> JwtVerifier {
+        let key = VerifyingKey::hmac_secret(&SECRET, Algorithm::HS256).unwrap();
+        JwtVerifier::builder()
+            .issuer(Issuer::with_keys("urn:test", [key]).audience("api"))
+            .build()
+            .unwrap()
+    }
+
+    fn token(payload: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode_to_string(r#"{"alg":"HS256","typ":"at+jwt"}"#),
+            URL_SAFE_NO_PAD.encode_to_string(payload)
+        );
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &SECRET),
+            input.as_bytes(),
+        );
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode_to_string(tag.as_ref()))
+    }
+
+    /// Static keys and the in-memory revocation store: verification finishes on its first poll.
+    fn verify(payload: &str) -> Result<Arc<Identity>, VerifyError> {
+        verifier()
+            .verify(&token(payload.as_bytes()))
+            .now_or_never()
+            .expect("static keys and an in-memory store answer at once")
+    }
+
+    fn claims(extra: &str) -> String {
+        let exp = unix_now() + 300;
+        format!(r#"{{"iss":"urn:test","exp":{exp},{extra}}}"#)
+    }
+
+    #[test]
+    fn identity_values_are_the_claims_escaped_or_not() {
+        let id = verify(&claims(
+            r#""sub":"al\u0069ce","aud":"api","scope":"a  b","jti":"j\"1","client_id":"c","acr":"x","amr":["pwd"]"#,
+        ))
+        .unwrap();
+        assert_eq!(id.subject(), "alice");
+        assert_eq!(id.issuer(), "urn:test");
+        assert_eq!(id.audiences(), ["api"]);
+        assert_eq!(id.scopes(), ["a", "b"]);
+        assert!(id.has_scope("b") && !id.has_scope("a  b"));
+        assert_eq!(id.jti(), Some("j\"1"));
+        assert_eq!(id.client_id(), Some("c"));
+        assert_eq!(id.acr(), Some("x"));
+        assert_eq!(id.amr(), ["pwd"]);
+        assert_eq!(id.claim("sub").and_then(|v| v.as_str()), Some("alice"));
+
+        let id = verify(&claims(
+            r#""sub":"bob","aud":["other","a\u0070i"],"scope":"a","scp":["b c","d"],"acr":"\u0078""#,
+        ))
+        .unwrap();
+        assert_eq!(id.subject(), "bob");
+        assert_eq!(id.audiences(), ["other", "api"]);
+        assert_eq!(id.scopes(), ["a", "b", "c", "d"]);
+        assert_eq!(id.acr(), Some("x"));
+        assert_eq!(id.jti(), None);
+
+        let id = verify(&claims(r#""sub":"bob","aud":"a\u0070i","scp":"x y""#)).unwrap();
+        assert_eq!(id.audiences(), ["api"]);
+        assert_eq!(id.scopes(), ["x", "y"]);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_utf8_is_refused() {
+        let exp = unix_now() + 300;
+        let payload = format!(r#"{{"iss":"urn:test","exp":{exp},"sub":"a","aud":"api","x":"?"}}"#);
+        let mut bytes = payload.into_bytes();
+        if let Some(b) = bytes.iter_mut().rev().find(|b| **b == b'?') {
+            *b = 0xff;
+        }
+        let result = verifier()
+            .verify(&token(&bytes))
+            .now_or_never()
+            .expect("static keys and an in-memory store answer at once");
+        assert!(matches!(result, Err(VerifyError::Claims(_))), "{result:?}");
+    }
+
+    #[test]
+    fn ranges_are_found_only_inside_their_text() {
+        let outer = "abcdef";
+        assert_eq!(range_in(outer, &outer[2..4]), Some(2..4));
+        assert_eq!(range_in(outer, &outer[6..]), Some(6..6));
+        assert_eq!(range_in(outer, &String::from("cd")), None);
     }
 }
