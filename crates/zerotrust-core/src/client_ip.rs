@@ -35,6 +35,18 @@ pub mod reasons {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+impl PeerAddr {
+    /// The socket peer of a request: its `PeerAddr` extension, else axum's
+    /// `ConnectInfo<SocketAddr>`.
+    pub fn of(extensions: &http::Extensions) -> Option<SocketAddr> {
+        extensions.get::<PeerAddr>().map(|p| p.0).or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        })
+    }
+}
+
 /// Where a proxy puts the address it received the request from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ForwardedSource {
@@ -234,15 +246,7 @@ impl ClientIpResolver {
     /// The client address of `req`: its peer from a [`PeerAddr`] extension or axum's
     /// `ConnectInfo<SocketAddr>`, and its headers.
     pub fn resolve_request<B>(&self, req: &Request<B>) -> Result<ClientIp, ClientIpError> {
-        let ext = req.extensions();
-        let peer = ext
-            .get::<PeerAddr>()
-            .map(|p| p.0)
-            .or_else(|| {
-                ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0)
-            })
-            .ok_or(ClientIpError::NoPeer)?;
+        let peer = PeerAddr::of(req.extensions()).ok_or(ClientIpError::NoPeer)?;
         self.resolve(peer.ip(), req.headers())
     }
 

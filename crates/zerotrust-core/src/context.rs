@@ -80,6 +80,7 @@ pub struct ZeroTrust {
     signals: Vec<RiskSignal>,
     risk_model: Option<Arc<RiskModel>>,
     decision: Option<Decision>,
+    route: Option<Arc<str>>,
 }
 
 impl ZeroTrust {
@@ -213,6 +214,17 @@ impl ZeroTrust {
     /// Records a decision. A later, stricter layer may overwrite an earlier `Allow`.
     pub fn set_decision(&mut self, decision: Decision) {
         self.decision = Some(decision);
+    }
+
+    /// The route pattern the decision layer matched the request to (such as `/reports/{id}`), for
+    /// audit records and metrics: a bounded set, unlike raw paths.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    /// Records the matched route pattern.
+    pub fn set_route(&mut self, route: Arc<str>) {
+        self.route = Some(route);
     }
 }
 

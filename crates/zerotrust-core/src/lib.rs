@@ -7,6 +7,8 @@
 // 3. A layer that refuses builds a `Rejection`, attaches the context (`with_context`) and
 //    renders it: status, `WWW-Authenticate`, problem body, context in the response extensions.
 // 4. Handlers read the context through the axum extractor in `extract`.
+// 5. An outer audit layer reads refusals' contexts from the response, and allowed requests'
+//    from the `tap` each layer notes as it passes the request inward.
 
 pub mod behavior;
 pub mod client_ip;
@@ -23,6 +25,7 @@ pub mod revocation;
 pub mod risk;
 pub mod service;
 mod signal;
+pub mod tap;
 
 pub use behavior::{Behavior, BehaviorStore, BehaviorWindows, MemoryBehaviorStore};
 pub use client_ip::{

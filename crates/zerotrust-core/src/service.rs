@@ -17,9 +17,13 @@ use tower_service::Service;
 
 use crate::ZeroTrust;
 use crate::rejection::{Reason, Rejection, RejectionKind};
+use crate::tap::note_pass;
 
 /// What a check found, applied to the request's context once the check completes.
 pub trait ContextUpdate: Send + 'static {
+    /// The layer that made the check, such as `geo`: named in audit records and latency metrics.
+    const LAYER: &'static str;
+
     /// Records the findings in `zt`; an `Err` refuses the request (after the findings that
     /// explain the refusal were recorded, so the audit record shows them).
     fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection>;
@@ -118,6 +122,7 @@ where
 
     /// Calls `inner` at once.
     pub fn proceed(inner: &mut S, req: Request<B>) -> Self {
+        note_pass(T::LAYER, &req);
         Self {
             state: State::Inner {
                 fut: inner.call(req),
@@ -149,6 +154,7 @@ where
                     let applied = found.apply(ZeroTrust::get_or_insert(request.extensions_mut()));
                     match applied {
                         Ok(()) => {
+                            note_pass(T::LAYER, &request);
                             let fut = service.call(request);
                             this.state.set(State::Inner { fut });
                         }

@@ -817,6 +817,8 @@ impl DeviceFindings {
 }
 
 impl ContextUpdate for DeviceFindings {
+    const LAYER: &'static str = "device";
+
     fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
         for signal in self.signals {
             zt.add_signal(signal);

@@ -170,6 +170,8 @@ impl std::fmt::Debug for TravelFindings {
 }
 
 impl ContextUpdate for TravelFindings {
+    const LAYER: &'static str = "geo";
+
     fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
         finish_travel(&self.risk, zt, self.network, &self.sighting, self.previous)
     }

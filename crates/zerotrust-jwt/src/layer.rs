@@ -184,6 +184,8 @@ impl std::fmt::Debug for TokenVerdict {
 }
 
 impl ContextUpdate for TokenVerdict {
+    const LAYER: &'static str = "jwt";
+
     fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
         match self.verdict {
             Ok(identity) => {

@@ -368,6 +368,9 @@ impl JwtVerifier {
             self.check_revocation(&identity).await?;
             return Ok(identity);
         }
+        if inner.cache.is_some() {
+            metrics::counter!("zerotrust_jwt_cache_misses_total").increment(1);
+        }
 
         // Everything up to the revocation check is synchronous; only waiting for keys leaves it,
         // and then the token is read again from the start. Nothing parsed lives across an

@@ -12,6 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use zerotrust_core::revocation::STORE_DEGRADED;
 use zerotrust_core::service::render_rejection;
+use zerotrust_core::tap::note_pass;
 use zerotrust_core::{
     Behavior, Decision, Outcome, PeerCertificate, Rejection, RejectionKind, RiskSignal, ZeroTrust,
 };
@@ -250,13 +251,17 @@ where
         if !route.enforcement.is_on() {
             return ResponseFuture {
                 kind: Kind::Inner {
-                    fut: self.inner.call(req),
+                    fut: {
+                        note_pass("stepup", &req);
+                        self.inner.call(req)
+                    },
                 },
             };
         }
         let now = (compiled.clock)();
         let zt = ZeroTrust::get_or_insert(req.extensions_mut());
         zt.set_risk_model(Arc::clone(&compiled.risk_model));
+        zt.set_route(Arc::clone(&route.pattern));
         let tracked = compiled
             .behavior
             .as_ref()
@@ -266,7 +271,10 @@ where
             return match decide_request(route, &mut req, now) {
                 Ok(()) => ResponseFuture {
                     kind: Kind::Inner {
-                        fut: self.inner.call(req),
+                        fut: {
+                            note_pass("stepup", &req);
+                            self.inner.call(req)
+                        },
                     },
                 },
                 Err(rejection) => answer(render_rejection(rejection, &req)),
@@ -325,7 +333,10 @@ where
             }
 
             let response = match decide_request(route, &mut req, now) {
-                Ok(()) => inner.call(req).await?,
+                Ok(()) => {
+                    note_pass("stepup", &req);
+                    inner.call(req).await?
+                }
                 Err(rejection) => render_rejection(rejection, &req).map(ResBody::from),
             };
             if matches!(

@@ -1,0 +1,135 @@
+//! What an outer audit layer learns about a request the checking layers let through.
+//!
+//! A refused request is easy to audit: its [`Rejection`](crate::Rejection) puts the
+//! [`ZeroTrust`] context into the response extensions. An allowed request is harder: its context
+//! travels inward with the request and is gone (dropped with the request, or moved into a handler)
+//! by the time the response comes back out. So the audit layer puts an [`AuditTap`] into the
+//! request extensions, and every checking layer calls [`note_pass`] as it passes the request
+//! inward: the tap keeps the latest snapshot of the context and the instant each layer passed it,
+//! which gives the audit record its fields and every layer's latency.
+//!
+//! Without an audit layer there is no tap and [`note_pass`] costs one extension lookup.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use http::Request;
+
+use crate::ZeroTrust;
+
+/// The most layer passes a tap keeps; later ones are counted but not timed.
+pub const MAX_PASSES: usize = 8;
+
+/// One checking layer letting a request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPass {
+    /// The layer, such as `jwt`.
+    pub layer: &'static str,
+    /// When it passed the request inward.
+    pub at: Instant,
+}
+
+/// A request's audit tap: shared between the audit layer (which created it) and the checking
+/// layers inside it (which find it in the request extensions).
+///
+/// ```
+/// use zerotrust_core::tap::{AuditTap, note_pass};
+/// use zerotrust_core::{RiskSignal, ZeroTrust};
+///
+/// let tap = AuditTap::new();
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(tap.clone());
+/// ZeroTrust::get_or_insert(req.extensions_mut())
+///     .add_signal(RiskSignal::new("device.new", 0.3, "first sight"));
+/// note_pass("device", &req);
+///
+/// let seen = tap.take();
+/// assert_eq!(seen.context.unwrap().signals().len(), 1);
+/// assert_eq!(seen.passes[0].layer, "device");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct AuditTap(Arc<Mutex<Seen>>);
+
+/// What a tap holds: the context as the innermost layer passed it, and every layer's pass.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Seen {
+    /// The context as the last (innermost) layer passed the request on.
+    pub context: Option<ZeroTrust>,
+    /// The layers that passed the request, outermost first (at most [`MAX_PASSES`]).
+    pub passes: Vec<LayerPass>,
+}
+
+impl AuditTap {
+    /// An empty tap.
+    pub fn new() -> Self {
+        Self(Arc::new(Mutex::new(Seen {
+            context: None,
+            passes: Vec::with_capacity(MAX_PASSES),
+        })))
+    }
+
+    /// Takes what the layers left, leaving the tap empty.
+    pub fn take(&self) -> Seen {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn record(&self, layer: &'static str, context: Option<ZeroTrust>) {
+        let at = Instant::now();
+        let replaced = {
+            let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.passes.len() < MAX_PASSES {
+                seen.passes.push(LayerPass { layer, at });
+            }
+            std::mem::replace(&mut seen.context, context)
+        };
+        // The previous snapshot is freed outside the lock.
+        drop(replaced);
+    }
+}
+
+/// Called by a checking layer as it passes `req` inward: if an audit layer is outside, records
+/// the pass and a snapshot of the request's context. Costs one extension lookup otherwise.
+pub fn note_pass<B>(layer: &'static str, req: &Request<B>) {
+    if let Some(tap) = req.extensions().get::<AuditTap>() {
+        tap.record(layer, req.extensions().get::<ZeroTrust>().cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RiskSignal;
+
+    #[test]
+    fn the_innermost_snapshot_wins_and_every_pass_is_timed_in_order() {
+        let tap = AuditTap::new();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tap.clone());
+        note_pass("jwt", &req);
+        ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("a", 0.1, ""));
+        note_pass("geo", &req);
+        let seen = tap.take();
+        assert_eq!(seen.context.map(|zt| zt.signals().len()), Some(1));
+        let layers: Vec<_> = seen.passes.iter().map(|p| p.layer).collect();
+        assert_eq!(layers, ["jwt", "geo"]);
+        assert!(seen.passes[0].at <= seen.passes[1].at);
+        assert!(tap.take().passes.is_empty(), "take empties the tap");
+    }
+
+    #[test]
+    fn passes_beyond_the_limit_are_not_kept() {
+        let tap = AuditTap::new();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tap.clone());
+        for _ in 0..MAX_PASSES + 3 {
+            note_pass("x", &req);
+        }
+        assert_eq!(tap.take().passes.len(), MAX_PASSES);
+    }
+
+    #[test]
+    fn without_a_tap_nothing_happens() {
+        note_pass("jwt", &Request::new(()));
+    }
+}
