@@ -29,6 +29,12 @@ pub mod stepup {
     pub use zerotrust_stepup::*;
 }
 
+/// The record of every decision: [`AuditLogLayer`](audit::AuditLogLayer), sinks, the hash chain.
+pub mod audit {
+    pub use zerotrust_audit::*;
+}
+
+pub use zerotrust_audit::{Audit, AuditLogLayer, JsonFileSink, TracingSink};
 pub use zerotrust_device::{DeviceCheck, DeviceCheckLayer};
 pub use zerotrust_geo::{GeoRisk, GeoRiskLayer};
 pub use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer};
