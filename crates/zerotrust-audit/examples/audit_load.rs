@@ -7,8 +7,9 @@
 //! wrk -t1 -c32 -d10s http://127.0.0.1:<audited port>/api
 //! ```
 //!
-//! After the given number of seconds (default 60) it flushes, verifies the chain and prints how
-//! many records were written.
+//! The bare port also serves the metrics in Prometheus format at `/metrics`. After the given
+//! number of seconds (default 60) it flushes, verifies the chain and prints how many records were
+//! written.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use zerotrust_audit::{Audit, AuditLogLayer, JsonFileSink, VerifyOptions, verify_files};
 
@@ -29,6 +31,9 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("no other recorder");
     let dir = std::env::temp_dir().join(format!("zt-audit-load-{}", std::process::id()));
     let audit = Audit::builder()
         .sink(JsonFileSink::open(dir.join("audit.jsonl"))?)
@@ -40,7 +45,9 @@ async fn main() -> std::io::Result<()> {
     println!("bare    http://{}/api", bare.local_addr()?);
     println!("audited http://{}/api", audited.local_addr()?);
     println!("audit   {}", dir.join("audit.jsonl").display());
-    tokio::spawn(async move { axum::serve(bare, router()).await });
+    println!("metrics http://{}/metrics", bare.local_addr()?);
+    let with_metrics = router().route("/metrics", get(move || async move { metrics.render() }));
+    tokio::spawn(async move { axum::serve(bare, with_metrics).await });
     let app = router().layer(AuditLogLayer::new(audit.clone()));
     tokio::spawn(async move { axum::serve(audited, app).await });
     tokio::time::sleep(Duration::from_secs(seconds)).await;

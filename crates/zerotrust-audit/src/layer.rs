@@ -2,14 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Instant, SystemTime};
 
 use axum::extract::MatchedPath;
 use axum_core::body::Body;
 use axum_core::response::IntoResponse;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::sync::mpsc::OwnedPermit;
 use tower_layer::Layer;
@@ -18,7 +17,7 @@ use zerotrust_core::tap::AuditTap;
 use zerotrust_core::{PeerAddr, Reason, Rejection, RejectionKind, ZeroTrust};
 
 use crate::event::{EventKind, Interruption, RequestEvent, layer_times};
-use crate::request_id::{X_REQUEST_ID, take_or_make};
+use crate::request_id::{RequestId, X_REQUEST_ID, take_or_make};
 use crate::writer::{Msg, Overflow, Reserve};
 use crate::{Audit, AuditEvent};
 
@@ -91,10 +90,10 @@ struct Record {
     permit: Option<OwnedPermit<Msg>>,
     time: SystemTime,
     started: Instant,
-    request_id: Box<str>,
+    request_id: RequestId,
     method: http::Method,
-    path: Box<str>,
-    route: Option<Arc<str>>,
+    uri: http::Uri,
+    route: Option<MatchedPath>,
     source: Option<std::net::SocketAddr>,
     tap: AuditTap,
 }
@@ -106,23 +105,23 @@ impl Record {
             return;
         };
         let ended = Instant::now();
-        let seen = self.tap.take();
+        let mut seen = self.tap.take();
         let refusal = response.and_then(|r| r.extensions().get::<ZeroTrust>().cloned());
         let refused = refusal.is_some();
-        let context = refusal.or(seen.context);
+        let context = refusal.or(seen.context.take());
         let refusing_layer = if refused {
             context.as_ref().and_then(|c| c.decision()).map(|d| d.layer)
         } else {
             None
         };
         let (layers, zerotrust_time) =
-            layer_times(self.started, ended, &seen.passes, refusing_layer);
+            layer_times(self.started, ended, seen.passes(), refusing_layer);
         let event = AuditEvent {
             time: self.time,
-            kind: EventKind::Request(Box::new(RequestEvent {
+            kind: EventKind::Request(RequestEvent {
                 request_id: self.request_id,
                 method: self.method,
-                path: self.path,
+                uri: self.uri,
                 route: self.route,
                 source: self.source,
                 status: response.map(|r| r.status().as_u16()),
@@ -132,7 +131,7 @@ impl Record {
                 layers,
                 zerotrust_time,
                 total_time: ended.saturating_duration_since(self.started),
-            })),
+            }),
         };
         permit.send(Msg::Event(event));
     }
@@ -186,16 +185,16 @@ pin_project! {
     }
 }
 
-fn unavailable<R: From<Body>>(request_id: &str) -> Response<R> {
+fn unavailable<R: From<Body>>(request_id: Option<&RequestId>) -> Response<R> {
     metrics::counter!("zerotrust_audit_unavailable_total").increment(1);
-    tracing::error!(target: "zerotrust::audit", request_id, "request refused: its audit record cannot be queued");
+    tracing::error!(target: "zerotrust::audit", request_id = request_id.map_or("", RequestId::as_str), "request refused: its audit record cannot be queued");
     let mut response = Rejection::new(
         RejectionKind::Unavailable { retry_after: 1 },
         AUDIT_UNAVAILABLE,
     )
     .with_layer("audit")
     .into_response();
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    if let Some(value) = request_id.and_then(RequestId::header_value) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response.map(R::from)
@@ -222,15 +221,12 @@ where
         let request_id = take_or_make(req.headers_mut());
         let tap = AuditTap::new();
         req.extensions_mut().insert(tap.clone());
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|m| Arc::from(m.as_str()));
+        let route = req.extensions().get::<MatchedPath>().cloned();
         let mut record = Record {
             permit: None,
             time,
             started,
-            path: req.uri().path().into(),
+            uri: req.uri().clone(),
             method: req.method().clone(),
             request_id,
             route,
@@ -257,7 +253,7 @@ where
             },
             Reserve::Closed => ResponseFuture {
                 state: State::Answered {
-                    response: Some(unavailable(&record.request_id)),
+                    response: Some(unavailable(Some(&record.request_id))),
                 },
                 record: None,
             },
@@ -316,8 +312,10 @@ where
                             this.state.set(State::Running { fut });
                         }
                         _ => {
-                            let id = this.record.take().map(|r| r.request_id).unwrap_or_default();
-                            return Poll::Ready(Ok(unavailable(&id)));
+                            let record = this.record.take();
+                            return Poll::Ready(Ok(unavailable(
+                                record.as_ref().map(|r| &r.request_id),
+                            )));
                         }
                     }
                 }
@@ -328,7 +326,7 @@ where
                         Ok(mut response) => {
                             if let Some(record) = record {
                                 if !response.headers().contains_key(X_REQUEST_ID)
-                                    && let Ok(value) = HeaderValue::from_str(&record.request_id)
+                                    && let Some(value) = record.request_id.header_value()
                                 {
                                     response.headers_mut().insert(X_REQUEST_ID, value);
                                 }
@@ -347,7 +345,7 @@ where
                 StateProj::Answered { response } => {
                     return match response.take() {
                         Some(response) => Poll::Ready(Ok(response)),
-                        None => Poll::Ready(Ok(unavailable(""))),
+                        None => Poll::Ready(Ok(unavailable(None))),
                     };
                 }
             }

@@ -60,6 +60,8 @@ impl Default for Overflow {
     }
 }
 
+// Inline for the same reason as `EventKind`.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Event(AuditEvent),
     Flush(oneshot::Sender<io::Result<()>>),

@@ -70,7 +70,7 @@ pub struct Decision {
 /// assert_eq!(zt.subject(), Some("alice"));
 /// assert_eq!(zt.signals().len(), 1);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ZeroTrust {
     identity: Option<Arc<Identity>>,
@@ -81,6 +81,39 @@ pub struct ZeroTrust {
     risk_model: Option<Arc<RiskModel>>,
     decision: Option<Decision>,
     route: Option<Arc<str>>,
+    revisions: Revisions,
+}
+
+/// Which context this is and how often its replaceable parts were set, so a snapshot taken at
+/// one layer can be brought up to date at the next by copying only what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Revisions {
+    instance: u64,
+    identity: u32,
+    device: u32,
+    network: u32,
+}
+
+impl Default for ZeroTrust {
+    fn default() -> Self {
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            identity: None,
+            client_ip: None,
+            device: None,
+            network: None,
+            signals: Vec::new(),
+            risk_model: None,
+            decision: None,
+            route: None,
+            revisions: Revisions {
+                instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                identity: 0,
+                device: 0,
+                network: 0,
+            },
+        }
+    }
 }
 
 impl ZeroTrust {
@@ -112,6 +145,7 @@ impl ZeroTrust {
     /// Records the verified identity.
     pub fn set_identity(&mut self, identity: Arc<Identity>) {
         self.identity = Some(identity);
+        self.revisions.identity = self.revisions.identity.wrapping_add(1);
     }
 
     /// The client address, once a layer resolved it (with the shared
@@ -133,6 +167,7 @@ impl ZeroTrust {
     /// Records the device assessment.
     pub fn set_device(&mut self, device: DeviceAssessment) {
         self.device = Some(device);
+        self.revisions.device = self.revisions.device.wrapping_add(1);
     }
 
     /// What the network layer established, if it ran.
@@ -143,6 +178,7 @@ impl ZeroTrust {
     /// Records the network assessment.
     pub fn set_network(&mut self, network: NetworkAssessment) {
         self.network = Some(network);
+        self.revisions.network = self.revisions.network.wrapping_add(1);
     }
 
     /// The risk signals layers have added, in order.
@@ -214,6 +250,33 @@ impl ZeroTrust {
     /// Records a decision. A later, stricter layer may overwrite an earlier `Allow`.
     pub fn set_decision(&mut self, decision: Decision) {
         self.decision = Some(decision);
+    }
+
+    /// Brings `snapshot`, an earlier clone of this context, up to date: copies only the parts set
+    /// since (signals are only ever added), or everything if it is a copy of another context.
+    pub(crate) fn refresh_snapshot(&self, snapshot: &mut ZeroTrust) {
+        let (now, then) = (self.revisions, snapshot.revisions);
+        if now.instance != then.instance || snapshot.signals.len() > self.signals.len() {
+            *snapshot = self.clone();
+            return;
+        }
+        if now.identity != then.identity {
+            snapshot.identity.clone_from(&self.identity);
+        }
+        if now.device != then.device {
+            snapshot.device.clone_from(&self.device);
+        }
+        if now.network != then.network {
+            snapshot.network.clone_from(&self.network);
+        }
+        if let Some(added) = self.signals.get(snapshot.signals.len()..) {
+            snapshot.signals.extend_from_slice(added);
+        }
+        snapshot.client_ip = self.client_ip;
+        snapshot.risk_model.clone_from(&self.risk_model);
+        snapshot.decision = self.decision;
+        snapshot.route.clone_from(&self.route);
+        snapshot.revisions = now;
     }
 
     /// The route pattern the decision layer matched the request to (such as `/reports/{id}`), for

@@ -44,29 +44,48 @@ pub struct LayerPass {
 /// note_pass("device", &req);
 ///
 /// let seen = tap.take();
+/// assert_eq!(seen.passes()[0].layer, "device");
 /// assert_eq!(seen.context.unwrap().signals().len(), 1);
-/// assert_eq!(seen.passes[0].layer, "device");
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct AuditTap(Arc<Mutex<Seen>>);
 
 /// What a tap holds: the context as the innermost layer passed it, and every layer's pass.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Seen {
     /// The context as the last (innermost) layer passed the request on.
     pub context: Option<ZeroTrust>,
+    // Inline, not a `Vec`: no allocation per request.
+    passes: [LayerPass; MAX_PASSES],
+    len: usize,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        let unused = LayerPass {
+            layer: "",
+            at: Instant::now(),
+        };
+        Self {
+            context: None,
+            passes: [unused; MAX_PASSES],
+            len: 0,
+        }
+    }
+}
+
+impl Seen {
     /// The layers that passed the request, outermost first (at most [`MAX_PASSES`]).
-    pub passes: Vec<LayerPass>,
+    pub fn passes(&self) -> &[LayerPass] {
+        self.passes.get(..self.len).unwrap_or_default()
+    }
 }
 
 impl AuditTap {
     /// An empty tap.
     pub fn new() -> Self {
-        Self(Arc::new(Mutex::new(Seen {
-            context: None,
-            passes: Vec::with_capacity(MAX_PASSES),
-        })))
+        Self::default()
     }
 
     /// Takes what the layers left, leaving the tap empty.
@@ -74,17 +93,20 @@ impl AuditTap {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn record(&self, layer: &'static str, context: Option<ZeroTrust>) {
+    fn record(&self, layer: &'static str, context: Option<&ZeroTrust>) {
         let at = Instant::now();
-        let replaced = {
-            let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if seen.passes.len() < MAX_PASSES {
-                seen.passes.push(LayerPass { layer, at });
-            }
-            std::mem::replace(&mut seen.context, context)
-        };
-        // The previous snapshot is freed outside the lock.
-        drop(replaced);
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = &mut *guard;
+        if let Some(slot) = seen.passes.get_mut(seen.len) {
+            *slot = LayerPass { layer, at };
+            seen.len += 1;
+        }
+        // Each pass brings the snapshot up to date, copying only what the layer added: all
+        // passes together cost about one clone of the context.
+        match (&mut seen.context, context) {
+            (Some(snapshot), Some(zt)) => zt.refresh_snapshot(snapshot),
+            (slot, context) => *slot = context.cloned(),
+        }
     }
 }
 
@@ -92,7 +114,7 @@ impl AuditTap {
 /// the pass and a snapshot of the request's context. Costs one extension lookup otherwise.
 pub fn note_pass<B>(layer: &'static str, req: &Request<B>) {
     if let Some(tap) = req.extensions().get::<AuditTap>() {
-        tap.record(layer, req.extensions().get::<ZeroTrust>().cloned());
+        tap.record(layer, req.extensions().get::<ZeroTrust>());
     }
 }
 
@@ -110,11 +132,11 @@ mod tests {
         ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("a", 0.1, ""));
         note_pass("geo", &req);
         let seen = tap.take();
-        assert_eq!(seen.context.map(|zt| zt.signals().len()), Some(1));
-        let layers: Vec<_> = seen.passes.iter().map(|p| p.layer).collect();
+        assert_eq!(seen.context.as_ref().map(|zt| zt.signals().len()), Some(1));
+        let layers: Vec<_> = seen.passes().iter().map(|p| p.layer).collect();
         assert_eq!(layers, ["jwt", "geo"]);
-        assert!(seen.passes[0].at <= seen.passes[1].at);
-        assert!(tap.take().passes.is_empty(), "take empties the tap");
+        assert!(seen.passes()[0].at <= seen.passes()[1].at);
+        assert!(tap.take().passes().is_empty(), "take empties the tap");
     }
 
     #[test]
@@ -125,7 +147,43 @@ mod tests {
         for _ in 0..MAX_PASSES + 3 {
             note_pass("x", &req);
         }
-        assert_eq!(tap.take().passes.len(), MAX_PASSES);
+        assert_eq!(tap.take().passes().len(), MAX_PASSES);
+    }
+
+    #[test]
+    fn a_refreshed_snapshot_equals_a_fresh_clone() {
+        use crate::{DeviceAssessment, DeviceBinding, DeviceStatus, Identity, Posture};
+        let tap = AuditTap::new();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tap.clone());
+        note_pass("outer", &req);
+        let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+        zt.set_identity(Arc::new(Identity::new("alice", "https://idp", 1)));
+        zt.add_signal(RiskSignal::new("a", 0.1, "first"));
+        note_pass("jwt", &req);
+        let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+        zt.add_signal(RiskSignal::new("b", 0.2, "second"));
+        zt.set_device(DeviceAssessment {
+            device_id: Arc::from("d-1"),
+            binding: DeviceBinding::Header,
+            status: DeviceStatus::Known,
+            owned_by_subject: true,
+            posture: Posture::default(),
+            violations: Vec::new(),
+        });
+        note_pass("device", &req);
+        // A different context replacing the first is copied whole.
+        let mut other = ZeroTrust::new();
+        other.add_signal(RiskSignal::new("c", 0.3, "other"));
+        let snapshot = tap.take().context.unwrap();
+        let current = req.extensions().get::<ZeroTrust>().unwrap();
+        assert_eq!(format!("{snapshot:?}"), format!("{current:?}"));
+
+        note_pass("jwt", &req);
+        req.extensions_mut().insert(other.clone());
+        note_pass("device", &req);
+        let snapshot = tap.take().context.unwrap();
+        assert_eq!(format!("{snapshot:?}"), format!("{other:?}"));
     }
 
     #[test]
