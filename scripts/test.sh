@@ -43,18 +43,33 @@ log="$(mktemp "${TMPDIR:-/tmp}/zerotrust-test.XXXXXX")"
 
 # shellcheck disable=SC2317  # invoked indirectly, by the EXIT trap
 cleanup() {
-    # >>> EXTERNAL SERVICES: stop them here. <<<
-    # A later issue starts redis-server below; stop it here, e.g.
-    #   if [[ -n "${redis_pid:-}" ]]; then kill "${redis_pid}" 2>/dev/null || true; fi
+    # No external services to stop: the tests start and stop their own redis-server processes.
     rm -f "${log}"
 }
 trap cleanup EXIT
 
 # --- External services -------------------------------------------------------
-# >>> EXTERNAL SERVICES: start them here. <<<
-# None are needed yet. A later issue will install and start redis-server
-# (apt-get install -y redis-server, started on 127.0.0.1 only) at this point,
-# record its pid in redis_pid, and stop it in cleanup() above (trap on EXIT).
+# zerotrust-redis's tests (and its bench) run against a real redis-server: each
+# test starts its own on 127.0.0.1 and a free port and kills it when done, so
+# only the binary has to be here. Installed from Debian's package when missing;
+# a test without it fails, it never skips.
+if ! command -v redis-server >/dev/null 2>&1; then
+    say "redis-server not found; installing Debian's redis-server package"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: redis-server is missing and apt-get is not available;" >&2
+        echo "       install redis-server (6.2 or later) and run this script again." >&2
+        exit 1
+    fi
+    sudo_cmd=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        sudo_cmd=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update
+    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends redis-server
+    # The package may start a system service on 6379; the tests do not use it.
+fi
+echo "redis-server: $(command -v redis-server) ($(redis-server --version | head -n 1))"
 
 # --- Test runs ---------------------------------------------------------------
 status=0

@@ -34,6 +34,12 @@ pub mod audit {
     pub use zerotrust_audit::*;
 }
 
+/// Redis implementations of the state stores, shared by many replicas (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use zerotrust_redis::*;
+}
+
 pub use zerotrust_audit::{Audit, AuditLogLayer, JsonFileSink, TracingSink};
 pub use zerotrust_device::{DeviceCheck, DeviceCheckLayer};
 pub use zerotrust_geo::{GeoRisk, GeoRiskLayer};
