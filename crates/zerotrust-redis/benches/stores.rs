@@ -185,8 +185,8 @@ fn load_run(rt: &tokio::runtime::Runtime, redis: &RedisServer, requests: usize) 
             lockout_after: u32::MAX,
             ..Stack::default()
         };
-        let (memory_base, _) = serve(&dev, State::memory(), stack).await;
-        let (redis_base, _) = serve(&dev, State::redis(&stores, stack), stack).await;
+        let (memory_base, _, _) = serve(&dev, State::memory(), stack).await;
+        let (redis_base, _, _) = serve(&dev, State::redis(&stores, stack), stack).await;
         let http = client();
         let token = dev.mint();
         let before = stores.cache_stats();

@@ -61,6 +61,13 @@ async fn a_redis_outage_is_503_for_every_request_and_the_app_recovers_when_redis
         assert_eq!(reply.code(), "store.unavailable");
         assert_eq!(reply.retry_after.as_deref(), Some("1"));
     }
+    // Each refusal is in the audit record as an error with its reason.
+    let records = app.audit.take().await;
+    let outage: Vec<_> = records.iter().filter(|r| r.0 == Some(503)).collect();
+    assert_eq!(outage.len(), replies.len(), "{records:?}");
+    for (_, outcome, reason, _) in outage {
+        assert_eq!((*outcome, *reason), ("error", "store.unavailable"));
+    }
 
     redis.restart();
     // The same app, not restarted: it serves again once its connection is back (bounded wait).
@@ -113,12 +120,20 @@ async fn with_fail_open_checks_an_outage_passes_with_store_degraded_and_never_si
     assert!(!before.has_signal("store.degraded"), "{before:?}");
 
     redis.kill();
+    let _ = app.audit.take().await;
     for reply in burst(&app, &token, 12).await {
         assert_eq!(reply.status, 200, "{reply:?}");
         assert!(
             reply.has_signal("store.degraded"),
             "passed without the signal: {reply:?}"
         );
+    }
+    // The audit records say so too: allowed, degraded.
+    let records = app.audit.take().await;
+    assert_eq!(records.len(), 12, "{records:?}");
+    for (status, outcome, _, signals) in &records {
+        assert_eq!((*status, *outcome), (Some(200), "allow"));
+        assert!(signals.iter().any(|s| s == "store.degraded"), "{signals:?}");
     }
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -10,13 +10,14 @@
 )]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use zerotrust_audit::{Audit, AuditEvent, AuditLogLayer, AuditSink};
 use zerotrust_core::{
     BehaviorStore, ClientIpResolver, ForwardedSource, LocationHistory, MemoryBehaviorStore,
     MemoryLocationHistory, MemoryRevocationStore, RevocationStore, ZeroTrust,
@@ -54,6 +55,56 @@ pub struct Replica {
     pub verifier: JwtVerifier,
     pub stores: RedisStores,
     pub http: reqwest::Client,
+    pub audit: Audited,
+}
+
+/// One audit record, as the tests read it: `(status, outcome, reason, signals)`.
+pub type Record = (Option<u16>, &'static str, &'static str, Vec<String>);
+
+/// What the audit layer (outermost in every stack) recorded.
+#[derive(Clone)]
+pub struct Audited {
+    pub audit: Audit,
+    pub records: Arc<Mutex<Vec<Record>>>,
+}
+
+struct Collect(Arc<Mutex<Vec<Record>>>);
+
+impl AuditSink for Collect {
+    fn write(&mut self, batch: &[AuditEvent]) -> std::io::Result<()> {
+        let mut records = self.0.lock().unwrap();
+        for event in batch {
+            let decision = event.decision();
+            let signals = event
+                .context()
+                .map(|zt| zt.signals().iter().map(|s| s.name().to_owned()).collect())
+                .unwrap_or_default();
+            records.push((
+                event.status(),
+                decision.outcome.as_str(),
+                decision.reason.code(),
+                signals,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Audited {
+    fn start() -> Self {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let audit = Audit::builder()
+            .sink(Collect(Arc::clone(&records)))
+            .start()
+            .unwrap();
+        Self { audit, records }
+    }
+
+    /// Every record so far (after a flush), then forgets them.
+    pub async fn take(&self) -> Vec<Record> {
+        self.audit.flush().await.unwrap();
+        std::mem::take(&mut *self.records.lock().unwrap())
+    }
 }
 
 async fn seen(zt: ZeroTrust) -> axum::Json<Value> {
@@ -104,9 +155,9 @@ impl State {
     }
 }
 
-/// Serves JwtVerify, GeoRisk and StepUp over `state` on 127.0.0.1; answers the base URL and the
-/// verifier.
-pub async fn serve(dev: &DevIssuer, state: State, stack: Stack) -> (String, JwtVerifier) {
+/// Serves JwtVerify, GeoRisk and StepUp over `state` on 127.0.0.1, inside an audit layer; answers
+/// the base URL, the verifier and the audit records.
+pub async fn serve(dev: &DevIssuer, state: State, stack: Stack) -> (String, JwtVerifier, Audited) {
     let mut verifier = JwtVerifier::builder().issuer(
         Issuer::discover(dev.issuer())
             .audience(DEFAULT_AUDIENCE)
@@ -137,11 +188,13 @@ pub async fn serve(dev: &DevIssuer, state: State, stack: Stack) -> (String, JwtV
         )
         .build()
         .unwrap();
+    let audited = Audited::start();
     let router = Router::new()
         .route("/api/{*rest}", get(seen))
         .layer(StepUpLayer::new(policy))
         .layer(GeoRiskLayer::new(geo))
-        .layer(JwtVerifyLayer::new(verifier.clone()));
+        .layer(JwtVerifyLayer::new(verifier.clone()))
+        .layer(AuditLogLayer::new(audited.audit.clone()));
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -151,7 +204,7 @@ pub async fn serve(dev: &DevIssuer, state: State, stack: Stack) -> (String, JwtV
         )
         .await;
     });
-    (format!("http://{addr}"), verifier)
+    (format!("http://{addr}"), verifier, audited)
 }
 
 /// Connects to `redis_url` (as a separate replica would) and serves the stack.
@@ -161,12 +214,13 @@ pub async fn replica(dev: &DevIssuer, redis_url: &str, stack: Stack) -> Replica 
         .connect()
         .await
         .unwrap();
-    let (base, verifier) = serve(dev, State::redis(&stores, stack), stack).await;
+    let (base, verifier, audit) = serve(dev, State::redis(&stores, stack), stack).await;
     Replica {
         base,
         verifier,
         stores,
         http: client(),
+        audit,
     }
 }
 
