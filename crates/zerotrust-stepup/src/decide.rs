@@ -144,10 +144,12 @@ pub(crate) fn decide(
                 .acr()
                 .is_some_and(|acr| route.acr.iter().any(|a| a == acr))
         {
+            // With the route's max_age too: the new login must meet both, and an authorization
+            // server with an old strong session would otherwise earn a second challenge.
             return Err(challenge(
                 reasons::ACR_TOO_WEAK,
                 route.acr_values.clone(),
-                None,
+                route.max_auth_age,
             ));
         }
         if route
@@ -158,7 +160,7 @@ pub(crate) fn decide(
             return Err(challenge(
                 reasons::AMR_MISSING,
                 route.acr_values.clone(),
-                None,
+                route.max_auth_age,
             ));
         }
         if let Some(max_age) = route.max_auth_age

@@ -330,3 +330,34 @@ async fn toml_policy_drives_the_same_decisions() {
     let r = app.get("/unlisted", &admin_hwk).await;
     assert_eq!(r.code(), "stepup.no_route");
 }
+
+#[tokio::test]
+async fn a_weak_acr_challenge_also_names_the_routes_max_age_so_one_step_up_is_enough() {
+    let policy = StepUpPolicy::builder()
+        .route(
+            "/api/payments",
+            Requirements::new()
+                .acr([MFA])
+                .max_auth_age(Duration::from_secs(300)),
+        )
+        .build()
+        .unwrap();
+    let app = app(policy, Net::Trusted).await;
+    let weak = app
+        .get("/api/payments", &app.token(&[("acr", json!(PWD))]))
+        .await;
+    assert_eq!(weak.status, 401, "{weak:?}");
+    assert_eq!(weak.code(), "stepup.acr_too_weak");
+    assert_eq!(
+        weak.challenge.as_deref(),
+        Some(
+            "Bearer error=\"insufficient_user_authentication\", \
+             error_description=\"A stronger authentication is required.\", \
+             acr_values=\"urn:example:acr:mfa\", max_age=\"300\""
+        )
+    );
+    let strong = app
+        .get("/api/payments", &app.token(&[("acr", json!(MFA))]))
+        .await;
+    assert_eq!(strong.status, 200, "{strong:?}");
+}
