@@ -2,11 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub use zerotrust_core::{
-    BehaviorStore, ClientIp, ClientIpResolver, Decision, DeviceAssessment, DeviceRegistry,
-    Enforcement, Identity, LocationHistory, MemoryBehaviorStore, MemoryDeviceRegistry,
-    MemoryLocationHistory, MemoryRevocationStore, NetworkAssessment, Outcome, PeerCertificate,
-    Reason, Rejection, RejectionKind, RevocationStore, RiskAssessment, RiskModel, RiskSignal,
-    StoreError, TrustLevel, ZeroTrust,
+    BehaviorStore, ClientIp, ClientIpResolver, Compliance, Decision, DeviceAssessment,
+    DeviceRecord, DeviceRegistry, Enforcement, FingerprintDigest, ForwardedSource, Identity,
+    LocationHistory, MemoryBehaviorStore, MemoryDeviceRegistry, MemoryLocationHistory,
+    MemoryRevocationStore, NetworkAssessment, Outcome, PeerAddr, PeerCertificate, Posture, Reason,
+    Rejection, RejectionKind, RevocationStore, RiskAssessment, RiskModel, RiskSignal, StoreError,
+    TrustLevel, ZeroTrust,
 };
 
 /// Device checks: [`DeviceCheckLayer`](device::DeviceCheckLayer), posture policy and assertions.
