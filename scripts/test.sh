@@ -6,6 +6,8 @@
 #   ./scripts/test.sh
 #
 # Works from any directory and on a fresh machine with the Rust toolchain.
+# Also needs Node.js (18 or later; installed from Debian's packages when missing) with npm: tests/oidc_provider.rs runs a real
+# OpenID Provider installed into tests/idp/ with `npm ci` (done here when needed).
 # Needs the shared conformance corpora at ../shared/conformance, beside the
 # repository. Ends with one summary line, `N passed, N failed`, summed over
 # every `test result:` line of both cargo runs. Exits non-zero if any cargo
@@ -43,7 +45,8 @@ log="$(mktemp "${TMPDIR:-/tmp}/zerotrust-test.XXXXXX")"
 
 # shellcheck disable=SC2317  # invoked indirectly, by the EXIT trap
 cleanup() {
-    # No external services to stop: the tests start and stop their own redis-server processes.
+    # No external services to stop: the tests start and stop their own redis-server and
+    # oidc-provider (node) processes.
     rm -f "${log}"
 }
 trap cleanup EXIT
@@ -70,6 +73,38 @@ if ! command -v redis-server >/dev/null 2>&1; then
     # The package may start a system service on 6379; the tests do not use it.
 fi
 echo "redis-server: $(command -v redis-server) ($(redis-server --version | head -n 1))"
+
+# The root package's tests/oidc_provider.rs runs a real OpenID Provider (panva's
+# oidc-provider, on Node.js) from tests/idp/. It is installed exactly as the
+# committed lockfile says, with `npm ci`, when node_modules is missing or older
+# than the lockfile. A missing node or npm is an error: the test fails, it
+# never skips.
+idp_dir="${repo_root}/tests/idp"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "node or npm not found; installing Debian's nodejs and npm packages"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: node and npm are needed for tests/oidc_provider.rs (a real OpenID Provider)" >&2
+        echo "       and apt-get is not available; install Node.js 18 or later with npm." >&2
+        exit 1
+    fi
+    node_sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        node_sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${node_sudo[@]}" apt-get update
+    "${node_sudo[@]}" apt-get install -y --no-install-recommends nodejs npm
+fi
+if [[ ! -d "${idp_dir}/node_modules" || "${idp_dir}/package-lock.json" -nt "${idp_dir}/node_modules" ]]; then
+    say "npm ci --prefix tests/idp (oidc-provider, from the lockfile)"
+    if ! npm ci --prefix "${idp_dir}" --no-audit --no-fund; then
+        echo "error: npm ci --prefix tests/idp failed; the OpenID Provider tests cannot run." >&2
+        exit 1
+    fi
+    # npm ci recreates node_modules; mark it newer than the lockfile it came from.
+    touch "${idp_dir}/node_modules"
+fi
+echo "node: $(command -v node) ($(node --version)); oidc-provider in ${idp_dir}/node_modules"
 
 # --- Test runs ---------------------------------------------------------------
 status=0
