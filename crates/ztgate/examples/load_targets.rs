@@ -1,0 +1,165 @@
+//! Load targets for the north-star comparison in BENCHMARKS.md: the same trivial route served,
+//! on 127.0.0.1, bare; behind JwtVerifyLayer alone; behind all five layers with the
+//! verified-token cache and without it; and through ztgate in front of the bare server.
+//!
+//! ```sh
+//! cargo run --release -p ztgate --example load_targets -- 240 > targets.txt &
+//! # then, for each printed URL, with the printed headers:
+//! wrk -t1 -c32 -d10s --latency -H "authorization: Bearer $TOKEN" \
+//!     -H "x-device-id: d-load" -H "x-device-fingerprint: fp-load" $URL
+//! ```
+//!
+//! A development issuer signs one RS256 token valid for the whole run. The full stack writes its
+//! audit records (hash-chained, fsync per batch) into a temporary directory, which is removed at
+//! the end.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use zerotrust_audit::{Audit, AuditLogLayer, JsonFileSink};
+use zerotrust_core::device::FingerprintDigest;
+use zerotrust_core::{DeviceRecord, MemoryDeviceRegistry, MemoryLocationHistory};
+use zerotrust_device::{DeviceCheck, DeviceCheckLayer};
+use zerotrust_geo::{GeoRisk, GeoRiskLayer};
+use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer};
+use zerotrust_stepup::{Requirements, StepUpLayer, StepUpPolicy};
+use zerotrust_testkit::{DEFAULT_AUDIENCE, DevIssuer, unix_now};
+
+fn route() -> Router {
+    Router::new().route("/api/reports", get(|| async { "ok" }))
+}
+
+async fn serve(name: &str, app: Router) -> SocketAddr {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    println!("{name:<16} http://{addr}/api/reports");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    addr
+}
+
+fn verifier(dev: &DevIssuer, cache: bool) -> JwtVerifier {
+    let mut builder = JwtVerifier::builder().issuer(
+        Issuer::discover(dev.issuer())
+            .audience(DEFAULT_AUDIENCE)
+            .allow_insecure_http(),
+    );
+    if cache {
+        builder = builder.cache_verified_tokens(10_000);
+    }
+    builder.build().unwrap()
+}
+
+fn full_stack(dev: &DevIssuer, audit: &Audit, cache: bool) -> Router {
+    let registry = Arc::new(MemoryDeviceRegistry::new());
+    registry.insert_new(DeviceRecord {
+        fingerprint: Some(FingerprintDigest::of("fp-load")),
+        owners: vec!["alice".into()],
+        ..DeviceRecord::new("d-load", unix_now())
+    });
+    let devices = DeviceCheck::builder(registry)
+        .device_headers()
+        .build()
+        .unwrap();
+    let geo = GeoRisk::builder()
+        .location_history(MemoryLocationHistory::new())
+        .build()
+        .unwrap();
+    let policy = StepUpPolicy::builder()
+        .route(
+            "/api/reports",
+            Requirements::new().scopes(["reports:read"]).max_risk(0.9),
+        )
+        .build()
+        .unwrap();
+    route()
+        .layer(StepUpLayer::new(policy))
+        .layer(GeoRiskLayer::new(geo))
+        .layer(DeviceCheckLayer::new(devices))
+        .layer(JwtVerifyLayer::new(verifier(dev, cache)))
+        .layer(AuditLogLayer::new(audit.clone()))
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let dev = DevIssuer::start().await.unwrap();
+    let token = dev.sign(&dev.token().claim("sub", "alice").claim(
+        "exp",
+        unix_now() + i64::try_from(seconds).unwrap_or(300) + 600,
+    ));
+    let dir = std::env::temp_dir().join(format!("zt-load-{}", std::process::id()));
+    let audit = Audit::builder()
+        .sink(JsonFileSink::open(dir.join("audit.jsonl")).unwrap())
+        .queue_capacity(1 << 16)
+        .start()
+        .unwrap();
+
+    let bare = serve("bare", route()).await;
+    serve(
+        "jwt",
+        route().layer(JwtVerifyLayer::new(verifier(&dev, false))),
+    )
+    .await;
+    serve("full_cached", full_stack(&dev, &audit, true)).await;
+    serve("full_uncached", full_stack(&dev, &audit, false)).await;
+
+    // ztgate in front of the bare server: a route that needs a valid token, no other checks.
+    let config = dir.join("ztgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[listener]]
+addr = "127.0.0.1:0"
+
+[[issuer]]
+issuer = "{issuer}"
+audiences = ["{audience}"]
+allow_insecure_http = true
+
+[[route]]
+prefix = "/api"
+upstream = "http://{bare}"
+
+[route.policy]
+scopes = ["reports:read"]
+
+[audit]
+file = "{audit}"
+"#,
+            issuer = dev.issuer(),
+            audience = DEFAULT_AUDIENCE,
+            audit = dir.join("ztgate-audit.jsonl").display(),
+        ),
+    )
+    .unwrap();
+    let gateway = ztgate::Gateway::start(&config).await.unwrap();
+    let gate = *gateway.local_addrs().first().expect("a listener");
+    println!("{:<16} http://{gate}/api/reports", "ztgate");
+    println!("TOKEN={token}");
+    println!("headers: x-device-id: d-load, x-device-fingerprint: fp-load");
+
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let _ = gateway.shutdown().await;
+    let _ = audit.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
