@@ -1,5 +1,6 @@
 //! Load targets for the north-star comparison in BENCHMARKS.md: the same trivial route served,
-//! on 127.0.0.1, bare; behind JwtVerifyLayer alone; behind all five layers with the
+//! on 127.0.0.1, bare; behind JwtVerifyLayer alone (without and with the verified-token cache);
+//! behind all five layers with the
 //! verified-token cache and without it; and through ztgate in front of the bare server.
 //!
 //! ```sh
@@ -117,6 +118,11 @@ async fn main() {
     serve(
         "jwt",
         route().layer(JwtVerifyLayer::new(verifier(&dev, false))),
+    )
+    .await;
+    serve(
+        "jwt_cached",
+        route().layer(JwtVerifyLayer::new(verifier(&dev, true))),
     )
     .await;
     serve("full_cached", full_stack(&dev, &audit, true)).await;
