@@ -81,11 +81,19 @@ pub(crate) fn digest_of(key: Option<&ChainKey>, data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The lower-case hex digit of a nibble (`0..16`).
+pub(crate) fn hex_digit(nibble: u8) -> u8 {
+    if nibble < 10 {
+        b'0' + nibble
+    } else {
+        b'a' + nibble - 10
+    }
+}
+
 pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
     for b in bytes {
-        out.push(digit(b >> 4));
-        out.push(digit(b & 15));
+        out.push(hex_digit(b >> 4));
+        out.push(hex_digit(b & 15));
     }
 }
 

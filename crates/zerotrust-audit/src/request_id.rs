@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::chain::hex_digit;
+
 /// The header carrying the request id, in both directions.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -80,10 +82,9 @@ fn generate() -> [u8; 32] {
     let mut out = [0u8; 32];
     let digits = prefix.to_be_bytes().into_iter().chain(n.to_be_bytes());
     for (pair, byte) in out.chunks_exact_mut(2).zip(digits) {
-        let hex = |d: u8| if d < 10 { b'0' + d } else { b'a' + d - 10 };
         if let [high, low] = pair {
-            *high = hex(byte >> 4);
-            *low = hex(byte & 15);
+            *high = hex_digit(byte >> 4);
+            *low = hex_digit(byte & 15);
         }
     }
     out

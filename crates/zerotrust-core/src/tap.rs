@@ -90,7 +90,14 @@ impl AuditTap {
 
     /// Takes what the layers left, leaving the tap empty.
     pub fn take(&self) -> Seen {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = Seen {
+            context: seen.context.take(),
+            passes: seen.passes,
+            len: seen.len,
+        };
+        seen.len = 0;
+        taken
     }
 
     fn record(&self, layer: &'static str, context: Option<&ZeroTrust>) {
