@@ -151,7 +151,7 @@ impl Chain {
         out.extend_from_slice(open);
         // An empty `zerotrust` object would need no comma; the record always has a schema version.
         out.extend_from_slice(br#","chain":{"seq":"#);
-        out.extend_from_slice(self.next_seq.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(self.next_seq).as_bytes());
         out.extend_from_slice(br#","prev":""#);
         push_hex(out, &self.prev);
         out.push(b'"');

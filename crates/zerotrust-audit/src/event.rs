@@ -1,17 +1,21 @@
 //! The audit record: what the request path hands over (cheaply), and its JSON form (built on the
 //! writer thread, in Elastic Common Schema field names).
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::MatchedPath;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use zerotrust_core::tap::{LayerPass, MAX_PASSES};
 use zerotrust_core::{Decision, Outcome, Reason, ZeroTrust};
 
+use crate::json::{self, Obj};
 use crate::request_id::RequestId;
+
+#[cfg(test)]
+mod reference;
 
 /// The version of the record schema, written as `zerotrust.schema_version`. It changes only when
 /// a field is removed or changes meaning; new fields may appear within a version.
@@ -224,54 +228,42 @@ impl AuditEvent {
     /// The record as one line of JSON (no newline), in ECS field names. The chain fields are
     /// added by the sinks that chain records.
     pub fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, &self.ecs()).map_err(std::io::Error::other)
+        let mut o = Obj::open(out);
+        write_timestamp(o.key("@timestamp"), self.time);
+        match &self.kind {
+            EventKind::Dropped { count } => {
+                let message = o.key("message");
+                message.push(b'"');
+                message.extend_from_slice(itoa::Buffer::new().format(*count).as_bytes());
+                message.extend_from_slice(b" audit events dropped: the queue was full\"");
+                write_ecs_version(&mut o);
+                let mut event = o.obj("event");
+                event.str("kind", "state");
+                event.strs("category", ["process"]);
+                event.strs("type", ["info"]);
+                event.str("action", "audit-events-dropped");
+                event.str("outcome", "failure");
+                event.str("reason", "audit.dropped");
+                event.close();
+                let mut zt = o.obj("zerotrust");
+                zt.u64("schema_version", u64::from(SCHEMA_VERSION));
+                zt.u64("dropped", *count);
+                zt.close();
+            }
+            EventKind::Request(r) => self.write_request(&mut o, r),
+        }
+        o.close();
+        Ok(())
     }
 
     /// The layers' latencies, for metrics.
     pub(crate) fn layer_times(&self) -> &[(&'static str, Duration)] {
         self.request().map_or(&[], |r| r.layers.as_slice())
     }
-
-    fn ecs(&self) -> Ecs<'_> {
-        let timestamp =
-            DateTime::<Utc>::from(self.time).to_rfc3339_opts(SecondsFormat::Micros, true);
-        match &self.kind {
-            EventKind::Dropped { count } => Ecs {
-                timestamp,
-                message: format!("{count} audit events dropped: the queue was full"),
-                ecs: EcsVersion {
-                    version: ECS_VERSION,
-                },
-                event: EventFields {
-                    kind: "state",
-                    category: ["process"],
-                    types: &["info"],
-                    action: "audit-events-dropped",
-                    outcome: "failure",
-                    reason: Some("audit.dropped"),
-                    duration: None,
-                },
-                http: None,
-                url: None,
-                source: None,
-                user: None,
-                client: None,
-                device: None,
-                zerotrust: Zt {
-                    schema_version: SCHEMA_VERSION,
-                    dropped: Some(*count),
-                    ..Zt::default()
-                },
-            },
-            EventKind::Request(r) => self.request_ecs(r, timestamp),
-        }
-    }
-
-    fn request_ecs<'a>(&'a self, r: &'a RequestEvent, timestamp: String) -> Ecs<'a> {
+    fn write_request(&self, o: &mut Obj<'_>, r: &RequestEvent) {
         let decision = self.decision();
         let zt = r.context.as_ref();
-        let risk = zt.map(ZeroTrust::risk_assessment);
-        let (types, outcome): (&'static [&'static str], _) = match (r.refused, r.interrupted) {
+        let (types, outcome): (&[&str], _) = match (r.refused, r.interrupted) {
             (_, Some(Interruption::Cancelled)) => (&["access", "info"], "unknown"),
             (true, _) if decision.outcome == Outcome::Error => (&["access", "error"], "failure"),
             (true, _) => (&["access", "denied"], "failure"),
@@ -280,343 +272,228 @@ impl AuditEvent {
         let route = zt
             .and_then(ZeroTrust::route)
             .or(r.route.as_ref().map(MatchedPath::as_str));
-        let message = format!(
-            "{}{} {} {}: {} ({})",
-            decision.outcome.as_str(),
-            if decision.enforced {
-                ""
-            } else {
-                " (report-only)"
-            },
-            r.method,
-            route.unwrap_or(r.uri.path()),
-            decision.reason.code(),
-            decision.layer,
-        );
+
+        // "allow GET /api/reports: stepup.allow (stepup)"
+        let message = o.key("message");
+        message.push(b'"');
+        message.extend_from_slice(decision.outcome.as_str().as_bytes());
+        if !decision.enforced {
+            message.extend_from_slice(b" (report-only)");
+        }
+        message.push(b' ');
+        json::string_content(message, r.method.as_str());
+        message.push(b' ');
+        json::string_content(message, route.unwrap_or(r.uri.path()));
+        message.extend_from_slice(b": ");
+        json::string_content(message, decision.reason.code());
+        message.extend_from_slice(b" (");
+        json::string_content(message, decision.layer);
+        message.extend_from_slice(b")\"");
+
+        write_ecs_version(o);
+        let mut event = o.obj("event");
+        event.str("kind", "event");
+        event.strs("category", ["web"]);
+        event.strs("type", types.iter().copied());
+        event.str("action", "zerotrust-decision");
+        event.str("outcome", outcome);
+        event.str("reason", decision.reason.code());
+        event.u64("duration", nanos(r.total_time));
+        event.close();
+
+        let mut http = o.obj("http");
+        let mut request = http.obj("request");
+        request.str("id", r.request_id.as_str());
+        request.str("method", r.method.as_str());
+        request.close();
+        if let Some(status) = r.status {
+            let mut response = http.obj("response");
+            response.u64("status_code", u64::from(status));
+            response.close();
+        }
+        http.close();
+
+        let mut url = o.obj("url");
+        url.str("path", r.uri.path());
+        url.close();
+
+        if let Some(source) = r.source {
+            let mut s = o.obj("source");
+            s.display_plain("ip", source.ip().to_canonical());
+            s.u64("port", u64::from(source.port()));
+            s.close();
+        }
         let identity = zt.and_then(ZeroTrust::identity);
+        if let Some(id) = identity {
+            let mut user = o.obj("user");
+            user.str("id", id.subject());
+            user.close();
+        }
         let network = zt.and_then(ZeroTrust::network);
         let client_ip: Option<IpAddr> = zt
             .and_then(ZeroTrust::client_ip)
             .map(|c| c.addr())
             .or(network.map(|n| n.client_ip));
-        Ecs {
-            timestamp,
-            message,
-            ecs: EcsVersion {
-                version: ECS_VERSION,
-            },
-            event: EventFields {
-                kind: "event",
-                category: ["web"],
-                types,
-                action: "zerotrust-decision",
-                outcome,
-                reason: Some(decision.reason.code()),
-                duration: Some(nanos(r.total_time)),
-            },
-            http: Some(HttpFields {
-                request: HttpRequest {
-                    id: r.request_id.as_str(),
-                    method: r.method.as_str(),
-                },
-                response: r.status.map(|status_code| HttpResponse { status_code }),
-            }),
-            url: Some(UrlFields { path: r.uri.path() }),
-            source: r.source.map(|s| SourceFields {
-                ip: s.ip().to_canonical(),
-                port: s.port(),
-            }),
-            user: identity.map(|id| UserFields { id: id.subject() }),
-            client: client_ip.map(|ip| ClientFields {
-                ip,
-                geo: network.and_then(|n| {
-                    let l = &n.location;
-                    (l.country.is_some() || l.city.is_some()).then(|| Geo {
-                        country_iso_code: l.country.as_ref().map(|c| c.as_str()),
-                        city_name: l.city.as_deref(),
-                    })
-                }),
-                autonomous_system: network.and_then(|n| {
-                    n.location.asn.map(|number| AutonomousSystem {
-                        number,
-                        organization: n.location.as_org.as_deref().map(|name| Org { name }),
-                    })
-                }),
-            }),
-            device: zt
-                .and_then(ZeroTrust::device)
-                .map(|d| DeviceFields { id: &d.device_id }),
-            zerotrust: Zt {
-                schema_version: SCHEMA_VERSION,
-                decision: Some(DecisionFields {
-                    outcome: decision.outcome.as_str(),
-                    layer: decision.layer,
-                    reason: decision.reason.code(),
-                    enforced: decision.enforced,
-                }),
-                passed: Some(r.passed()),
-                interrupted: r.interrupted.map(|i| match i {
-                    Interruption::Cancelled => "cancelled",
-                    Interruption::ServiceError => "service_error",
-                }),
-                route,
-                identity: identity.map(|id| IdentityFields {
-                    issuer: id.issuer(),
-                    jti: id.jti(),
-                    client_id: id.client_id(),
-                    acr: id.acr(),
-                    amr: id.amr(),
-                }),
-                device: zt.and_then(ZeroTrust::device).map(|d| DeviceDetail {
-                    binding: d.binding.as_str(),
-                    status: d.status.as_str(),
-                    owned_by_subject: d.owned_by_subject,
-                    violations: d.violations.iter().map(|v| v.as_str()).collect(),
-                }),
-                network: network.map(|n| NetworkFields {
-                    zone: n.zone.as_str(),
-                    travel: n.travel.as_ref().map(|t| TravelFields {
-                        distance_km: t.distance_km,
-                        elapsed_secs: t.elapsed_secs,
-                        speed_kmh: t.speed_kmh,
-                        impossible: t.impossible,
-                    }),
-                }),
-                risk: risk.map(|risk| RiskFields {
-                    score: risk.score,
-                    trust_level: risk.trust_level.as_str(),
-                    signals: risk
-                        .reasons
-                        .into_iter()
-                        .map(|s| SignalFields {
-                            name: s.name().to_owned(),
-                            weight: s.weight(),
-                            evidence: s.evidence().to_owned(),
-                        })
-                        .collect(),
-                }),
-                duration_ns: Some(nanos(r.zerotrust_time)),
-                layers: r
-                    .layers
-                    .as_slice()
-                    .iter()
-                    .map(|(name, d)| LayerFields {
-                        name,
-                        duration_ns: nanos(*d),
-                    })
-                    .collect(),
-                dropped: None,
-            },
+        if let Some(ip) = client_ip {
+            let mut client = o.obj("client");
+            client.display_plain("ip", ip);
+            if let Some(l) = network.map(|n| &n.location) {
+                if l.country.is_some() || l.city.is_some() {
+                    let mut geo = client.obj("geo");
+                    geo.opt_str("country_iso_code", l.country.as_ref().map(|c| c.as_str()));
+                    geo.opt_str("city_name", l.city.as_deref());
+                    geo.close();
+                }
+                if let Some(number) = l.asn {
+                    let mut autonomous_system = client.obj("as");
+                    autonomous_system.u64("number", u64::from(number));
+                    if let Some(name) = l.as_org.as_deref() {
+                        let mut org = autonomous_system.obj("organization");
+                        org.str("name", name);
+                        org.close();
+                    }
+                    autonomous_system.close();
+                }
+            }
+            client.close();
         }
+        let device = zt.and_then(ZeroTrust::device);
+        if let Some(d) = device {
+            let mut dev = o.obj("device");
+            dev.str("id", &d.device_id);
+            dev.close();
+        }
+
+        let mut z = o.obj("zerotrust");
+        z.u64("schema_version", u64::from(SCHEMA_VERSION));
+        let mut d = z.obj("decision");
+        d.str("outcome", decision.outcome.as_str());
+        d.str("layer", decision.layer);
+        d.str("reason", decision.reason.code());
+        d.bool("enforced", decision.enforced);
+        d.close();
+        z.bool("passed", r.passed());
+        z.opt_str(
+            "interrupted",
+            r.interrupted.map(|i| match i {
+                Interruption::Cancelled => "cancelled",
+                Interruption::ServiceError => "service_error",
+            }),
+        );
+        z.opt_str("route", route);
+        if let Some(id) = identity {
+            let mut i = z.obj("identity");
+            i.str("issuer", id.issuer());
+            i.opt_str("jti", id.jti());
+            i.opt_str("client_id", id.client_id());
+            i.opt_str("acr", id.acr());
+            if !id.amr().is_empty() {
+                i.strs("amr", id.amr().iter().map(String::as_str));
+            }
+            i.close();
+        }
+        if let Some(d) = device {
+            let mut dd = z.obj("device");
+            dd.str("binding", d.binding.as_str());
+            dd.str("status", d.status.as_str());
+            dd.bool("owned_by_subject", d.owned_by_subject);
+            if !d.violations.is_empty() {
+                dd.strs("violations", d.violations.iter().map(|v| v.as_str()));
+            }
+            dd.close();
+        }
+        if let Some(n) = network {
+            let mut net = z.obj("network");
+            net.str("zone", n.zone.as_str());
+            if let Some(t) = &n.travel {
+                let mut travel = net.obj("travel");
+                travel.f64("distance_km", t.distance_km);
+                travel.i64("elapsed_secs", t.elapsed_secs);
+                travel.f64("speed_kmh", t.speed_kmh);
+                travel.bool("impossible", t.impossible);
+                travel.close();
+            }
+            net.close();
+        }
+        if let Some(zt) = zt {
+            let risk = zt.risk_assessment();
+            let mut k = z.obj("risk");
+            k.f64("score", risk.score);
+            k.str("trust_level", risk.trust_level.as_str());
+            let signals = k.key("signals");
+            signals.push(b'[');
+            for (i, s) in risk.reasons.iter().enumerate() {
+                if i > 0 {
+                    signals.push(b',');
+                }
+                let mut signal = Obj::open(signals);
+                signal.str("name", s.name());
+                signal.f64("weight", s.weight());
+                signal.str("evidence", s.evidence());
+                signal.close();
+            }
+            signals.push(b']');
+            k.close();
+        }
+        z.u64("duration_ns", nanos(r.zerotrust_time));
+        let layers = r.layers.as_slice();
+        if !layers.is_empty() {
+            let out = z.key("layers");
+            out.push(b'[');
+            for (i, (name, took)) in layers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mut layer = Obj::open(out);
+                layer.str("name", name);
+                layer.u64("duration_ns", nanos(*took));
+                layer.close();
+            }
+            out.push(b']');
+        }
+        z.close();
     }
+}
+
+fn write_ecs_version(o: &mut Obj<'_>) {
+    let mut ecs = o.obj("ecs");
+    ecs.str("version", ECS_VERSION);
+    ecs.close();
+}
+
+thread_local! {
+    /// The last second formatted on this thread and its text up to the seconds
+    /// (`2026-11-24T00:02:51`): the writer thread formats one date per second, not per record.
+    static LAST_SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+}
+
+/// `time` as RFC 3339 in UTC with microseconds, as a JSON string: `"2026-11-24T00:02:51.168302Z"`.
+fn write_timestamp(out: &mut Vec<u8>, time: SystemTime) {
+    let time = DateTime::<Utc>::from(time);
+    let second = time.timestamp();
+    out.push(b'"');
+    LAST_SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            let mut full = time.to_rfc3339_opts(SecondsFormat::Secs, true);
+            full.pop(); // the `Z`
+            *text = full;
+            *cached = second;
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+    let micros = time.timestamp_subsec_micros().min(999_999);
+    out.push(b'.');
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for slot in digits.iter_mut().rev() {
+        // `rest % 10` is a single digit.
+        *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.extend_from_slice(b"Z\"");
 }
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-// The serialized shape. Field order is the record's field order; `zerotrust` must stay last (the
-// chain fields are appended inside it).
-
-#[derive(Serialize)]
-struct Ecs<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: String,
-    message: String,
-    ecs: EcsVersion,
-    event: EventFields<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http: Option<HttpFields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<UrlFields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<SourceFields>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<UserFields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client: Option<ClientFields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    device: Option<DeviceFields<'a>>,
-    zerotrust: Zt<'a>,
-}
-
-#[derive(Serialize)]
-struct EcsVersion {
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct EventFields<'a> {
-    kind: &'static str,
-    category: [&'static str; 1],
-    #[serde(rename = "type")]
-    types: &'static [&'static str],
-    action: &'static str,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    /// Nanoseconds, as ECS defines it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct HttpFields<'a> {
-    request: HttpRequest<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<HttpResponse>,
-}
-
-#[derive(Serialize)]
-struct HttpRequest<'a> {
-    id: &'a str,
-    method: &'a str,
-}
-
-#[derive(Serialize)]
-struct HttpResponse {
-    status_code: u16,
-}
-
-#[derive(Serialize)]
-struct UrlFields<'a> {
-    path: &'a str,
-}
-
-#[derive(Serialize)]
-struct SourceFields {
-    ip: IpAddr,
-    port: u16,
-}
-
-#[derive(Serialize)]
-struct UserFields<'a> {
-    id: &'a str,
-}
-
-#[derive(Serialize)]
-struct ClientFields<'a> {
-    ip: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    geo: Option<Geo<'a>>,
-    #[serde(rename = "as", skip_serializing_if = "Option::is_none")]
-    autonomous_system: Option<AutonomousSystem<'a>>,
-}
-
-#[derive(Serialize)]
-struct Geo<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    country_iso_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    city_name: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct AutonomousSystem<'a> {
-    number: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    organization: Option<Org<'a>>,
-}
-
-#[derive(Serialize)]
-struct Org<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct DeviceFields<'a> {
-    id: &'a str,
-}
-
-#[derive(Serialize, Default)]
-struct Zt<'a> {
-    schema_version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<DecisionFields>,
-    /// Whether the request reached the service (allowed, or refused in report-only mode).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    passed: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    interrupted: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    route: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    identity: Option<IdentityFields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    device: Option<DeviceDetail>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    network: Option<NetworkFields>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    risk: Option<RiskFields>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    layers: Vec<LayerFields>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dropped: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct DecisionFields {
-    outcome: &'static str,
-    layer: &'static str,
-    reason: &'static str,
-    enforced: bool,
-}
-
-#[derive(Serialize)]
-struct IdentityFields<'a> {
-    issuer: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jti: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    acr: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    amr: &'a [String],
-}
-
-#[derive(Serialize)]
-struct DeviceDetail {
-    binding: &'static str,
-    status: &'static str,
-    owned_by_subject: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    violations: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-struct NetworkFields {
-    zone: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    travel: Option<TravelFields>,
-}
-
-#[derive(Serialize)]
-struct TravelFields {
-    distance_km: f64,
-    elapsed_secs: i64,
-    speed_kmh: f64,
-    impossible: bool,
-}
-
-#[derive(Serialize)]
-struct RiskFields {
-    score: f64,
-    trust_level: &'static str,
-    signals: Vec<SignalFields>,
-}
-
-#[derive(Serialize)]
-struct SignalFields {
-    name: String,
-    weight: f64,
-    evidence: String,
-}
-
-#[derive(Serialize)]
-struct LayerFields {
-    name: &'static str,
-    duration_ns: u64,
 }

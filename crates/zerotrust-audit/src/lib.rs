@@ -16,6 +16,7 @@
 pub mod chain;
 mod event;
 mod file;
+mod json;
 mod layer;
 mod request_id;
 mod sink;
