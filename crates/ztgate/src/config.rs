@@ -4,7 +4,7 @@
 //! a silently ignored setting. A file that cannot be read is refused with its path, the line and
 //! column, the key and what is wrong ([`ConfigError`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -182,8 +182,12 @@ pub struct RouteConfig {
     /// Path prefix, matched on segment boundaries (`/api` matches `/api` and `/api/x`, not
     /// `/apix`); the longest matching prefix wins.
     pub prefix: String,
-    /// `http://host:port[/base]`.
+    /// `http://host:port[/base]` or `https://host:port[/base]`.
     pub upstream: String,
+    /// `[route.tls]`: how the gateway verifies (and authenticates to) an `https://` upstream;
+    /// absent means the system's root certificates, no client certificate.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
     /// Remove `prefix` from the path before appending it to the upstream's base path.
     #[serde(default)]
     pub strip_prefix: bool,
@@ -199,6 +203,27 @@ pub struct RouteConfig {
     /// `max_risk`, `acr`, `anonymous`, `mode`, ...
     #[serde(default)]
     pub policy: Option<toml::Spanned<toml::Table>>,
+}
+
+/// `[route.tls]`: TLS to an `https://` upstream. The upstream's certificate is always verified;
+/// there is no way to turn that off.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA certificates to trust for this upstream instead of the system's root certificates.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) the gateway presents to the upstream (mutual TLS);
+    /// needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// The name the upstream's certificate is verified for (and sent as SNI), instead of the
+    /// URL's host: for an upstream reached by IP address or an internal alias.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// `[[issuer]]`.
@@ -264,6 +289,30 @@ pub struct DeviceConfig {
     /// Let requests without device evidence through with this risk weight (default: refuse).
     #[serde(default)]
     pub allow_missing_weight: Option<f64>,
+    /// `[device.posture]`: identify devices by signed posture assertions of the organisation's
+    /// device management.
+    #[serde(default)]
+    pub posture: Option<PostureConfig>,
+}
+
+/// `[device.posture]`: signed device-posture assertions (compact JWS in `X-Device-Posture`,
+/// header `typ` `device-posture+jwt`), verified with the device management's public keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostureConfig {
+    /// The `iss` of the assertions.
+    pub issuer: String,
+    /// A JWK Set file (`{"keys": [...]}`) with the issuer's public keys; re-read on reload.
+    pub jwks: PathBuf,
+    /// The `aud` the assertions must carry (default: not checked).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// An assertion is fresh for this long after its `iat`, seconds (default 3600).
+    #[serde(default)]
+    pub max_age_seconds: Option<u64>,
+    /// The request header carrying the assertion (default `x-device-posture`).
+    #[serde(default)]
+    pub header: Option<String>,
 }
 
 /// `[geo]`.
@@ -297,6 +346,104 @@ pub struct GeoConfig {
     /// Travel speed limit in km/h (default 900).
     #[serde(default)]
     pub max_travel_speed_kmh: Option<f64>,
+    /// Files of trusted networks (one address or network per line, `#` comments).
+    #[serde(default)]
+    pub trusted_networks_files: Vec<PathBuf>,
+    /// Files of blocked networks (same format).
+    #[serde(default)]
+    pub blocked_networks_files: Vec<PathBuf>,
+    /// `[geo.anonymizer_lists]`: label (`tor`, `vpn`) → file of anonymiser networks (same
+    /// format); a listed address gets the `network.anonymizer` signal.
+    #[serde(default)]
+    pub anonymizer_lists: BTreeMap<String, PathBuf>,
+    /// Refuse listed anonymisers instead of only signalling them.
+    #[serde(default)]
+    pub block_anonymizers: bool,
+    /// `[geo.maxmind]`: MaxMind (or compatible) databases instead of the embedded country data,
+    /// which still fills what they lack.
+    #[serde(default)]
+    pub maxmind: Option<MaxMindConfig>,
+    /// `[geo.working_hours]`: requests outside them get the `time.outside_hours` signal.
+    #[serde(default)]
+    pub working_hours: Option<WorkingHoursConfig>,
+}
+
+/// `[geo.maxmind]`: `.mmdb` files, read into memory at start and on every reload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MaxMindConfig {
+    /// A City (or Enterprise) database: country, city and coordinates.
+    #[serde(default)]
+    pub city: Option<PathBuf>,
+    /// A Country database (instead of `city`, which it excludes).
+    #[serde(default)]
+    pub country: Option<PathBuf>,
+    /// An ASN (or ISP) database: autonomous system and organisation.
+    #[serde(default)]
+    pub asn: Option<PathBuf>,
+}
+
+/// `[geo.working_hours]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHoursConfig {
+    /// An IANA time zone, such as `Europe/Berlin`.
+    pub time_zone: String,
+    /// Working days (`mon` .. `sun`; default Monday to Friday).
+    #[serde(default)]
+    pub days: Option<Vec<String>>,
+    /// Start of the working time, `HH:MM` local (default `08:00`).
+    #[serde(default)]
+    pub start: Option<String>,
+    /// End of the working time, `HH:MM` local, exclusive (default `18:00`; before `start`: an
+    /// overnight shift; equal to `start`: the whole day).
+    #[serde(default)]
+    pub end: Option<String>,
+}
+
+impl WorkingHoursConfig {
+    /// The working hours, or the key (under `geo.working_hours`) and what is wrong.
+    pub(crate) fn build(&self) -> Result<zerotrust_geo::WorkingHours, (&'static str, String)> {
+        let tz: zerotrust_geo::Tz = self.time_zone.parse().map_err(|_| {
+            (
+                "time_zone",
+                format!("{:?} is not an IANA time zone", self.time_zone),
+            )
+        })?;
+        let mut hours = zerotrust_geo::WorkingHours::new(tz);
+        if let Some(days) = &self.days {
+            let parsed = days
+                .iter()
+                .map(|d| {
+                    d.parse::<zerotrust_geo::Weekday>()
+                        .map_err(|_| ("days", format!("{d:?} is not a day of the week")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err(("days", "at least one day is needed".into()));
+            }
+            hours = hours.days(parsed);
+        }
+        let time = |key: &'static str, text: &Option<String>, default: u32| match text {
+            None => zerotrust_geo::NaiveTime::from_hms_opt(default, 0, 0)
+                .ok_or((key, "invalid default".to_owned())),
+            Some(t) => zerotrust_geo::NaiveTime::parse_from_str(t, "%H:%M")
+                .map_err(|_| (key, format!("{t:?} is not a time HH:MM"))),
+        };
+        let start = time("start", &self.start, 8)?;
+        let end = time("end", &self.end, 18)?;
+        Ok(hours.between(start, end))
+    }
+}
+
+impl GeoConfig {
+    /// Whether the section names files (lists, databases), which a reload re-reads.
+    pub(crate) fn has_files(&self) -> bool {
+        !self.trusted_networks_files.is_empty()
+            || !self.blocked_networks_files.is_empty()
+            || !self.anonymizer_lists.is_empty()
+            || self.maxmind.is_some()
+    }
 }
 
 /// What impossible travel does.
@@ -384,6 +531,12 @@ pub struct IdentityConfig {
     /// Also send `X-Zt-Subject`, `X-Zt-Trust-Level`, `X-Zt-Risk`, `X-Zt-Decision`.
     #[serde(default)]
     pub plain_headers: bool,
+    /// **Relaxation:** reuse a signed assertion for identical requests (same audience, method,
+    /// path, query, subject and `zt` claims) for up to this many seconds (default 0: a fresh
+    /// assertion, with its own `jti`, per request; at most 10, and less than `ttl_seconds`). A
+    /// reused assertion always has at least `ttl_seconds - reuse_seconds` seconds left.
+    #[serde(default)]
+    pub reuse_seconds: u64,
 }
 
 fn default_identity_issuer() -> String {
@@ -404,6 +557,7 @@ impl Default for IdentityConfig {
             ttl_seconds: default_identity_ttl(),
             signing_key: None,
             plain_headers: false,
+            reuse_seconds: 0,
         }
     }
 }
@@ -424,6 +578,10 @@ pub struct UpstreamConfig {
     /// Most idle connections kept per upstream (default 32).
     #[serde(default = "default_idle_per_host")]
     pub pool_max_idle_per_host: usize,
+    /// A streaming body (the request's to the upstream, the response's to the client) that
+    /// delivers no bytes for this long is ended with an error, milliseconds (default 30000).
+    #[serde(default = "default_body_idle_ms")]
+    pub body_idle_timeout_ms: u64,
 }
 
 fn default_connect_ms() -> u64 {
@@ -438,6 +596,9 @@ fn default_idle_s() -> u64 {
 fn default_idle_per_host() -> usize {
     32
 }
+fn default_body_idle_ms() -> u64 {
+    30_000
+}
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
@@ -446,6 +607,7 @@ impl Default for UpstreamConfig {
             response_header_timeout_ms: default_response_ms(),
             pool_idle_timeout_seconds: default_idle_s(),
             pool_max_idle_per_host: default_idle_per_host(),
+            body_idle_timeout_ms: default_body_idle_ms(),
         }
     }
 }
@@ -477,6 +639,9 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// The longest `identity.reuse_seconds` accepted.
+pub const MAX_REUSE_SECONDS: u64 = 10;
 
 /// Headers the assertion may not replace: the client's own are stripped under its name.
 const RESERVED_HEADERS: &[&str] = &[
@@ -557,8 +722,31 @@ impl Config {
                 );
             }
             seen.push(route.prefix.clone());
-            if let Err(message) = crate::proxy::Upstream::parse(&route.upstream) {
-                return err(format!("route[{i}].upstream"), message);
+            let upstream = match crate::proxy::Upstream::parse(&route.upstream) {
+                Ok(upstream) => upstream,
+                Err(message) => return err(format!("route[{i}].upstream"), message),
+            };
+            if let Some(tls) = &route.tls {
+                if !upstream.is_https() {
+                    return err(
+                        format!("route[{i}].tls"),
+                        format!("{:?} is not an https:// upstream", route.upstream),
+                    );
+                }
+                if tls.client_cert.is_some() != tls.client_key.is_some() {
+                    return err(
+                        format!("route[{i}].tls"),
+                        "client_cert and client_key go together".into(),
+                    );
+                }
+                if let Some(name) = &tls.server_name
+                    && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+                {
+                    return err(
+                        format!("route[{i}].tls.server_name"),
+                        format!("{name:?} is not a DNS name or IP address"),
+                    );
+                }
             }
             if let Some(policy) = &route.policy {
                 for reserved in ["path", "methods"] {
@@ -579,6 +767,15 @@ impl Config {
             return err(
                 "identity.ttl_seconds".into(),
                 format!("{} is out of range 1..=60", id.ttl_seconds),
+            );
+        }
+        if id.reuse_seconds > MAX_REUSE_SECONDS || id.reuse_seconds >= id.ttl_seconds {
+            return err(
+                "identity.reuse_seconds".into(),
+                format!(
+                    "{} is out of range 0..={MAX_REUSE_SECONDS} and must be less than ttl_seconds ({})",
+                    id.reuse_seconds, id.ttl_seconds
+                ),
             );
         }
         match http::HeaderName::from_bytes(id.header.as_bytes()) {
@@ -602,14 +799,65 @@ impl Config {
         if id.issuer.trim().is_empty() {
             return err("identity.issuer".into(), "must not be empty".into());
         }
-        if let Some(device) = &self.device
-            && !device.headers
-            && device.client_certificate.is_none()
-        {
+        if self.upstream.body_idle_timeout_ms == 0 {
             return err(
-                "device".into(),
-                "no way to identify devices: set headers = true or client_certificate".into(),
+                "upstream.body_idle_timeout_ms".into(),
+                "must be at least 1".into(),
             );
+        }
+        if let Some(device) = &self.device {
+            if !device.headers && device.client_certificate.is_none() && device.posture.is_none() {
+                return err(
+                    "device".into(),
+                    "no way to identify devices: set headers = true, client_certificate or [device.posture]"
+                        .into(),
+                );
+            }
+            if let Some(posture) = &device.posture {
+                if posture.issuer.trim().is_empty() {
+                    return err("device.posture.issuer".into(), "must not be empty".into());
+                }
+                if posture.max_age_seconds == Some(0) {
+                    return err(
+                        "device.posture.max_age_seconds".into(),
+                        "must be at least 1".into(),
+                    );
+                }
+                if let Some(h) = &posture.header
+                    && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+                {
+                    return err(
+                        "device.posture.header".into(),
+                        format!("{h:?} is not a header name"),
+                    );
+                }
+            }
+        }
+        if let Some(geo) = &self.geo {
+            if let Some(m) = &geo.maxmind {
+                if m.city.is_some() && m.country.is_some() {
+                    return err(
+                        "geo.maxmind".into(),
+                        "city and country fill the same slot: set one of them".into(),
+                    );
+                }
+                if m.city.is_none() && m.country.is_none() && m.asn.is_none() {
+                    return err(
+                        "geo.maxmind".into(),
+                        "no database: set city, country or asn".into(),
+                    );
+                }
+            }
+            for label in geo.anonymizer_lists.keys() {
+                if label.trim().is_empty() {
+                    return err("geo.anonymizer_lists".into(), "a list needs a label".into());
+                }
+            }
+            if let Some(hours) = &geo.working_hours
+                && let Err((key, message)) = hours.build()
+            {
+                return err(format!("geo.working_hours.{key}"), message);
+            }
         }
         Ok(())
     }

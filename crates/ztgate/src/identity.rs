@@ -2,15 +2,27 @@
 //!
 //! Every forwarded request carries a short-lived ES256 JWT (header `typ` `ztgate-identity+jwt`)
 //! in the assertion header: `iss` the gateway, `aud` the upstream's origin, `sub` the verified
-//! subject, `method` and `path` the request as the upstream receives it, `exp` at most 60 s after
-//! `iat`, and under `zt` the decision, trust level, risk and what the layers established. The
-//! upstream verifies it with the keys the gateway publishes at [`JWKS_PATH`].
+//! subject, `method`, `path` and `query` (absent without one) the request as the upstream
+//! receives it, `exp` at most 60 s after `iat`, and under `zt` the decision, trust level, risk
+//! and what the layers established. The upstream verifies it with the keys the gateway
+//! publishes at [`JWKS_PATH`].
+//!
+//! Signing (ES256) dominates the gateway's own cost per request. `identity.reuse_seconds`
+//! (opt-in, default 0) reuses a signed assertion for requests whose claims are identical apart
+//! from `iat`, `nbf`, `exp` and `jti`, from a cache bounded to [`REUSE_CACHE_ENTRIES`]; a reused
+//! assertion always has at least `ttl_seconds - reuse_seconds` seconds of validity left.
+//!
+//! # Warning
+//!
+//! With reuse on, identical requests within the window carry the same assertion, `jti`
+//! included: an upstream that rejects a repeated `jti` as a replay will reject them, and the
+//! `jti` no longer identifies one request.
 //!
 //! Identity headers arriving from clients are removed before forwarding, always: the assertion
 //! header, and every header starting with `x-zt-`.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -30,6 +42,10 @@ pub const ASSERTION_TYP: &str = "ztgate-identity+jwt";
 
 /// The prefix of the plain identity headers; every client header with it is removed.
 pub const PLAIN_PREFIX: &str = "x-zt-";
+
+/// The most assertions kept for reuse (`identity.reuse_seconds`); the least recently used go
+/// first.
+pub const REUSE_CACHE_ENTRIES: u64 = 10_000;
 
 /// A signing key that cannot be loaded or made.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +68,26 @@ pub struct Signer {
     header: HeaderName,
     plain: bool,
     rng: SystemRandom,
+    reuse: Option<Reuse>,
+}
+
+/// Signed assertions kept for reuse, keyed by their claims without `iat`, `nbf`, `exp`, `jti`.
+struct Reuse {
+    window: Duration,
+    cache: moka::sync::Cache<String, Signed>,
+}
+
+/// A signed assertion and its `iat`.
+#[derive(Clone)]
+struct Signed {
+    value: HeaderValue,
+    iat: u64,
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for Signer {
@@ -93,6 +129,7 @@ impl Signer {
         ttl: u64,
         header: HeaderName,
         plain: bool,
+        reuse_seconds: u64,
     ) -> Result<Self, KeyError> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
             .map_err(|_| KeyError::Key)?;
@@ -111,15 +148,26 @@ impl Signer {
             "kty": "EC", "crv": "P-256", "x": x, "y": y,
             "kid": kid, "use": "sig", "alg": "ES256",
         }]});
+        let ttl = ttl.clamp(1, 60);
+        // Never as long as the lifetime: a reused assertion keeps `ttl - reuse` seconds.
+        let reuse_seconds = reuse_seconds.min(ttl - 1);
+        let reuse = (reuse_seconds > 0).then(|| Reuse {
+            window: Duration::from_secs(reuse_seconds),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(REUSE_CACHE_ENTRIES)
+                .time_to_live(Duration::from_secs(reuse_seconds))
+                .build(),
+        });
         Ok(Self {
             key: EncodingKey::from_ec_der(pkcs8),
             kid,
             jwks: bytes::Bytes::from(jwks.to_string()),
             issuer,
-            ttl: ttl.clamp(1, 60),
+            ttl,
             header,
             plain,
             rng: SystemRandom::new(),
+            reuse,
         })
     }
 
@@ -153,7 +201,8 @@ impl Signer {
     }
 
     /// Adds the signed assertion (and, when configured, the plain headers) for a request to
-    /// `audience` with `method` and `path` as the upstream receives them.
+    /// `audience` with `method`, `path` and `query` as the upstream receives them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attach(
         &self,
         headers: &mut HeaderMap,
@@ -162,15 +211,31 @@ impl Signer {
         audience: &str,
         method: &Method,
         path: &str,
+        query: Option<&str>,
     ) -> Result<(), jsonwebtoken::errors::Error> {
-        let claims = self.claims(zt, certificate, audience, method, path);
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some(ASSERTION_TYP.into());
-        header.kid = Some(self.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
-        if let Ok(value) = HeaderValue::from_str(&token) {
-            headers.insert(self.header.clone(), value);
-        }
+        let claims = self.claims(zt, certificate, audience, method, path, query);
+        let value = match &self.reuse {
+            None => self.sign(claims, now())?.value,
+            Some(reuse) => {
+                // The claims without the time and identifier members, serialized (object keys
+                // sorted): equal keys mean equal assertions but for those members.
+                let key = claims.to_string();
+                let now = now();
+                let fresh = |s: &Signed| {
+                    // Validity left = iat + ttl - now >= ttl - window  <=>  now - iat <= window.
+                    now <= Duration::from_secs(s.iat) + reuse.window
+                };
+                match reuse.cache.get(&key).filter(fresh) {
+                    Some(signed) => signed.value,
+                    None => {
+                        let signed = self.sign(claims, now)?;
+                        reuse.cache.insert(key, signed.clone());
+                        signed.value
+                    }
+                }
+            }
+        };
+        headers.insert(self.header.clone(), value);
         if self.plain
             && let Some(zt) = zt
         {
@@ -191,6 +256,34 @@ impl Signer {
         Ok(())
     }
 
+    /// Adds `iat`, `nbf`, `exp` and `jti` to `claims` and signs them.
+    fn sign(
+        &self,
+        mut claims: Value,
+        now: Duration,
+    ) -> Result<Signed, jsonwebtoken::errors::Error> {
+        let iat = now.as_secs();
+        let mut jti = [0u8; 16];
+        // The system RNG does not fail in practice; a zero jti is still a valid, if less useful,
+        // identifier, and the assertion stays bound to method, path and a 60-second window.
+        let _ = self.rng.fill(&mut jti);
+        if let Some(obj) = claims.as_object_mut() {
+            obj.insert("iat".into(), iat.into());
+            obj.insert("nbf".into(), iat.into());
+            obj.insert("exp".into(), (iat + self.ttl).into());
+            obj.insert("jti".into(), URL_SAFE_NO_PAD.encode(jti).into());
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(ASSERTION_TYP.into());
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
+        // A JWT is base64url and dots: always a valid header value.
+        let value = HeaderValue::from_str(&token)
+            .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidToken)?;
+        Ok(Signed { value, iat })
+    }
+
+    /// The claims but `iat`, `nbf`, `exp` and `jti`.
     fn claims(
         &self,
         zt: Option<&ZeroTrust>,
@@ -198,24 +291,17 @@ impl Signer {
         audience: &str,
         method: &Method,
         path: &str,
+        query: Option<&str>,
     ) -> Value {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut jti = [0u8; 16];
-        // The system RNG does not fail in practice; a zero jti is still a valid, if less useful,
-        // identifier, and the assertion stays bound to method, path and a 60-second window.
-        let _ = self.rng.fill(&mut jti);
         let mut claims = json!({
             "iss": self.issuer,
             "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.ttl,
-            "jti": URL_SAFE_NO_PAD.encode(jti),
             "method": method.as_str(),
             "path": path,
         });
+        if let (Some(query), Some(obj)) = (query, claims.as_object_mut()) {
+            obj.insert("query".into(), query.into());
+        }
         let mut zt_claims = serde_json::Map::new();
         if let Some(zt) = zt {
             if let Some(identity) = zt.identity() {

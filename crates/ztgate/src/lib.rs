@@ -9,10 +9,13 @@
 //   the client IP (trusted proxies only) into `ZeroTrust`, and calls the route's stack.
 // - `stack`: JwtVerify → DeviceCheck → GeoRisk → StepUp (the route's policy) → `proxy::Forward`.
 // - `proxy`: hop-by-hop headers out, forwarding headers in, the signed identity assertion
-//   (`identity`), the pooled upstream client with timeouts, bodies streamed both ways; 502/504
-//   problems (`problem`) when the upstream does not answer.
+//   (`identity`), the route's pooled upstream client (`client`: plain, or rustls for https://)
+//   with timeouts, bodies streamed both ways under an idle timeout (`body`); 502/504 problems
+//   (`problem`) when the upstream does not answer.
 // - `config`: the TOML file, read strictly; errors name file, line, column and key.
 
+mod body;
+mod client;
 pub mod config;
 pub mod identity;
 mod problem;

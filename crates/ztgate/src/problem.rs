@@ -42,6 +42,19 @@ pub(crate) fn gateway_timeout() -> Response<Body> {
     )
 }
 
+/// 408: the client's request body stalled before the upstream answered.
+pub(crate) fn request_body_timeout() -> Response<Body> {
+    let mut response = problem(
+        StatusCode::REQUEST_TIMEOUT,
+        "request.body_timeout",
+        "The request body stalled.",
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// 404: no route for the path.
 pub(crate) fn no_route() -> Response<Body> {
     problem(

@@ -12,8 +12,12 @@
 //!   starts at the peer. `X-Forwarded-Proto` and `X-Forwarded-Host` are always set by the gateway.
 //! - `Authorization` is removed unless the route sets `forward_authorization`.
 //! - The identity assertion is attached last ([`crate::identity`]).
-//! - No answer from the upstream: 502 (connection refused or reset) or 504 (no response headers
-//!   within the timeout), with an RFC 9457 problem body.
+//! - No answer from the upstream: 502 (connection refused or reset, or a TLS handshake that
+//!   fails, such as a certificate not issued by the trusted CAs) or 504 (no response headers
+//!   within the timeout), with an RFC 9457 problem body; a request body that stalls before the
+//!   upstream answered: 408.
+//! - Both bodies stream through [`IdleTimeout`]: a sender that stalls for
+//!   `upstream.body_idle_timeout_ms` ends the stream with an error.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,30 +31,13 @@ use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 use zerotrust_core::{PeerCertificate, ZeroTrust};
 
-use crate::config::UpstreamConfig;
+use crate::body::{Direction, IdleTimeout, is_idle_timeout};
+use crate::client::HttpClient;
 use crate::identity::Signer;
 use crate::problem;
-
-/// The pooled HTTP/1.1 client shared by every route.
-pub(crate) type HttpClient = Client<HttpConnector, Body>;
-
-/// Builds the pooled client.
-pub(crate) fn client(cfg: &UpstreamConfig) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(cfg.pool_idle_timeout_seconds))
-        .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-        .build(connector)
-}
 
 /// Facts about the connection a request came in on, set by the acceptor.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +58,7 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host:port[/base]`. Only `http` is supported: the gateway is meant to sit
-    /// next to its upstreams.
+    /// Parses `http://host:port[/base]` or `https://host:port[/base]`.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let uri: Uri = text
             .parse()
@@ -81,9 +67,9 @@ impl Upstream {
             .scheme()
             .cloned()
             .ok_or_else(|| format!("{text:?} has no scheme"))?;
-        if scheme != Scheme::HTTP {
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!(
-                "{text:?}: only http:// upstreams are supported (scheme {scheme})"
+                "{text:?}: only http:// and https:// upstreams are supported (scheme {scheme})"
             ));
         }
         let authority = uri
@@ -110,12 +96,20 @@ impl Upstream {
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// Whether the upstream is reached over TLS.
+    pub(crate) fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
 }
 
 /// A route's forwarding target and options.
-#[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) prefix: String,
+    /// `prefix`, shared with the bodies' idle timers for their metric label.
+    pub(crate) route: Arc<str>,
+    /// The pooled client: the plain one, or this route's TLS client.
+    pub(crate) client: HttpClient,
     pub(crate) upstream: Upstream,
     pub(crate) strip_prefix: bool,
     pub(crate) preserve_host: bool,
@@ -124,10 +118,10 @@ pub(crate) struct Target {
 
 /// What [`Forward`] shares between requests.
 pub(crate) struct Shared {
-    pub(crate) client: HttpClient,
     pub(crate) signer: Arc<Signer>,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) response_timeout: Duration,
+    pub(crate) body_idle_timeout: Duration,
 }
 
 /// The innermost service of a route: sends the request upstream.
@@ -161,6 +155,7 @@ async fn forward(target: &Target, shared: &Shared, req: Request<Body>) -> Respon
         return problem::bad_request_path();
     };
     let path = path_and_query.path().to_owned();
+    let query = path_and_query.query().map(str::to_owned);
     let uri = match Uri::builder()
         .scheme(target.upstream.scheme.clone())
         .authority(target.upstream.authority.clone())
@@ -208,6 +203,7 @@ async fn forward(target: &Target, shared: &Shared, req: Request<Body>) -> Respon
             target.upstream.origin(),
             &parts.method,
             &path,
+            query.as_deref(),
         )
         .is_err()
     {
@@ -215,19 +211,36 @@ async fn forward(target: &Target, shared: &Shared, req: Request<Body>) -> Respon
         return problem::internal();
     }
 
+    let idle = shared.body_idle_timeout;
+    let body = Body::new(IdleTimeout::new(
+        body,
+        idle,
+        target.route.clone(),
+        Direction::Request,
+    ));
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.headers_mut() = parts.headers;
-    // HTTP/1.1 upstream, whatever the client spoke.
+    // HTTP/1.1 on the wire, unless a TLS upstream picked HTTP/2 by ALPN (the client then speaks
+    // HTTP/2 on that connection, whatever this says).
     *out.version_mut() = http::Version::HTTP_11;
 
     let started = std::time::Instant::now();
-    let sent = tokio::time::timeout(shared.response_timeout, shared.client.request(out)).await;
+    let sent = tokio::time::timeout(shared.response_timeout, target.client.request(out)).await;
     let result = match sent {
         Err(_) => Err(("timeout", problem::gateway_timeout())),
+        // Counted by the idle timer itself.
+        Ok(Err(error)) if is_idle_timeout(&error) => {
+            return problem::request_body_timeout();
+        }
         Ok(Err(error)) => {
-            tracing::warn!(target: "ztgate", route = %route, %error, "upstream request failed");
+            tracing::warn!(
+                target: "ztgate",
+                route = %route,
+                error = %ErrorChain(&error),
+                "upstream request failed"
+            );
             Err(("unavailable", problem::bad_gateway()))
         }
         Ok(Ok(response)) => Ok(response),
@@ -243,8 +256,26 @@ async fn forward(target: &Target, shared: &Shared, req: Request<Body>) -> Respon
                 .record(started.elapsed().as_secs_f64());
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
+            let body = IdleTimeout::new(body, idle, target.route.clone(), Direction::Response);
             Response::from_parts(parts, Body::new(body))
         }
+    }
+}
+
+/// An error with its sources, `a: b: c` (hyper's errors say little without their causes, such
+/// as the certificate problem of a failed TLS handshake).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        for _ in 0..8 {
+            let Some(e) = source else { break };
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -381,6 +412,8 @@ mod tests {
     fn target(prefix: &str, upstream: &str, strip: bool) -> Target {
         Target {
             prefix: prefix.into(),
+            route: Arc::from(prefix),
+            client: crate::client::plain(&crate::config::UpstreamConfig::default()).unwrap(),
             upstream: Upstream::parse(upstream).unwrap(),
             strip_prefix: strip,
             preserve_host: false,
@@ -443,9 +476,12 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_upstreams_without_userinfo_are_accepted() {
+    fn http_and_https_upstreams_without_userinfo_are_accepted() {
         assert!(Upstream::parse("http://127.0.0.1:8080").is_ok());
-        assert!(Upstream::parse("https://x").is_err());
+        let tls = Upstream::parse("https://billing.internal:8443/v1").unwrap();
+        assert!(tls.is_https());
+        assert_eq!(tls.origin(), "https://billing.internal:8443");
+        assert!(Upstream::parse("ftp://x").is_err());
         assert!(Upstream::parse("http://u:p@x").is_err());
         assert!(Upstream::parse("/relative").is_err());
     }

@@ -30,7 +30,7 @@ use zerotrust_core::{
 use crate::config::{AuditConfig, Config, ConfigError, ListenerConfig, TlsConfig};
 use crate::identity::{JWKS_PATH, KeyError, Signer};
 use crate::problem;
-use crate::proxy::{self, Inbound};
+use crate::proxy::Inbound;
 use crate::stack::{self, Persistent, Stack};
 
 /// The gateway could not start.
@@ -150,12 +150,16 @@ impl Gateway {
             config.identity.ttl_seconds,
             header,
             config.identity.plain_headers,
+            config.identity.reuse_seconds,
         )?;
+        let plain = crate::client::plain(&config.upstream)
+            .map_err(|e| ConfigError::new(&file, "upstream", e.to_string()))?;
         let persistent = Persistent {
             registry: Arc::new(MemoryDeviceRegistry::new()),
             history: Arc::new(MemoryLocationHistory::new()),
             signer: Arc::new(signer),
-            client: proxy::client(&config.upstream),
+            plain,
+            upstream: config.upstream.clone(),
         };
         let tls: Vec<Option<tokio_rustls::TlsAcceptor>> = config
             .listeners

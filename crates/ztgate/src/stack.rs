@@ -4,8 +4,9 @@
 //! `JwtVerify → DeviceCheck (if [device]) → GeoRisk (if [geo]) → StepUp (the route's policy) →
 //! Forward`. A [`Stack`] is immutable; a reload compiles a new one and swaps it in, so requests in
 //! flight finish on the stack they started on. What must survive a reload lives in [`Persistent`]
-//! (device registry, location history, signing key, connection pool), and the token verifier
-//! (with its keys and cache) and geo data are kept when their sections did not change.
+//! (device registry, location history, signing key, the plain connection pool), and the token
+//! verifier (with its keys and cache), the geo data and each TLS upstream client (with its pool)
+//! are kept when what they are built from did not change.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -19,14 +20,21 @@ use tower::util::BoxCloneSyncService;
 use zerotrust_core::{
     ClientIpResolver, Enforcement, ForwardedSource, MemoryDeviceRegistry, MemoryLocationHistory,
 };
-use zerotrust_device::{CertificateIds, DeviceCheck, DeviceCheckLayer};
-use zerotrust_geo::{GeoRisk, GeoRiskLayer};
-use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer};
+use zerotrust_device::{CertificateIds, DeviceCheck, DeviceCheckLayer, PostureAssertions};
+use zerotrust_geo::{
+    EmbeddedGeo, GeoLocatorExt as _, GeoRisk, GeoRiskError, GeoRiskLayer, ListError, MaxMindError,
+    MaxMindGeo,
+};
+use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer, KeyPolicy, KeySet};
 use zerotrust_stepup::{StepUpLayer, StepUpPolicy};
 
-use crate::config::{Config, ConfigError, ForwardedHeader, TravelMode};
+use crate::client::{HttpClient, TlsKey};
+use crate::config::{
+    Config, ConfigError, ForwardedHeader, GeoConfig, MaxMindConfig, PostureConfig, TravelMode,
+    UpstreamConfig,
+};
 use crate::identity::Signer;
-use crate::proxy::{self, Forward, HttpClient, Target, Upstream};
+use crate::proxy::{self, Forward, Target, Upstream};
 
 /// One route's whole service.
 pub(crate) type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -36,7 +44,10 @@ pub(crate) struct Persistent {
     pub(crate) registry: Arc<MemoryDeviceRegistry>,
     pub(crate) history: Arc<MemoryLocationHistory>,
     pub(crate) signer: Arc<Signer>,
-    pub(crate) client: HttpClient,
+    /// The client of the `http://` routes.
+    pub(crate) plain: HttpClient,
+    /// `[upstream]` as read at start (timeouts and pool settings of every client).
+    pub(crate) upstream: UpstreamConfig,
 }
 
 /// A compiled route.
@@ -53,6 +64,8 @@ pub(crate) struct Stack {
     pub(crate) resolver: ClientIpResolver,
     pub(crate) verifier: JwtVerifier,
     geo: Option<GeoRisk>,
+    /// The clients of the `https://` routes, by what they are built from.
+    tls_clients: Vec<(TlsKey, HttpClient)>,
 }
 
 impl Stack {
@@ -151,10 +164,110 @@ fn build_device(
     if let Some(w) = c.allow_missing_weight {
         b = b.allow_missing_device(w);
     }
+    if let Some(p) = &c.posture {
+        b = b.posture_assertions(posture_assertions(p, file)?);
+    }
     b.enforcement(c.mode.into())
         .build()
         .map(Some)
         .map_err(|e| ConfigError::new(file, "device", e.to_string()))
+}
+
+fn posture_assertions(p: &PostureConfig, file: &Path) -> Result<PostureAssertions, ConfigError> {
+    let jwks_err = |m: String| {
+        ConfigError::new(
+            file,
+            "device.posture.jwks",
+            format!("{}: {m}", p.jwks.display()),
+        )
+    };
+    let json = std::fs::read(&p.jwks).map_err(|e| jwks_err(e.to_string()))?;
+    let (keys, ignored) =
+        KeySet::from_jwk_set(&json, &KeyPolicy::remote()).map_err(|e| jwks_err(e.to_string()))?;
+    for key in &ignored {
+        tracing::warn!(
+            target: "ztgate",
+            file = %p.jwks.display(),
+            index = key.index,
+            kid = ?key.kid,
+            error = %key.error,
+            "device.posture.jwks: key left out"
+        );
+    }
+    if keys.is_empty() {
+        return Err(jwks_err("no usable public key".into()));
+    }
+    let mut a = PostureAssertions::new(keys, p.issuer.clone());
+    if let Some(aud) = &p.audience {
+        a = a.audience(aud.clone());
+    }
+    if let Some(s) = p.max_age_seconds {
+        a = a.max_age(Duration::from_secs(s));
+    }
+    if let Some(h) = &p.header {
+        let name = http::HeaderName::from_bytes(h.as_bytes())
+            .map_err(|e| ConfigError::new(file, "device.posture.header", format!("{h:?}: {e}")))?;
+        a = a.header(name);
+    }
+    Ok(a)
+}
+
+/// The key of the list file `path` in `[geo]`, for an error that names the file.
+fn list_key(c: &GeoConfig, path: &Path) -> String {
+    let index = |files: &[std::path::PathBuf]| files.iter().position(|f| f == path);
+    if let Some(i) = index(&c.trusted_networks_files) {
+        return format!("geo.trusted_networks_files[{i}]");
+    }
+    if let Some(i) = index(&c.blocked_networks_files) {
+        return format!("geo.blocked_networks_files[{i}]");
+    }
+    c.anonymizer_lists
+        .iter()
+        .find(|(_, f)| f.as_path() == path)
+        .map_or_else(
+            || "geo".to_owned(),
+            |(label, _)| format!("geo.anonymizer_lists.{label}"),
+        )
+}
+
+fn maxmind(c: &MaxMindConfig, file: &Path) -> Result<MaxMindGeo, ConfigError> {
+    let city_key = if c.country.is_some() {
+        "geo.maxmind.country"
+    } else {
+        "geo.maxmind.city"
+    };
+    let mut b = MaxMindGeo::builder();
+    if let Some(city) = c.city.as_ref().or(c.country.as_ref()) {
+        b = b.city_file(city);
+    }
+    if let Some(asn) = &c.asn {
+        b = b.asn_file(asn);
+    }
+    b.build().map_err(|e| {
+        let key = match &e {
+            MaxMindError::Read { slot, .. }
+            | MaxMindError::Invalid { slot, .. }
+            | MaxMindError::WrongKind { slot, .. } => {
+                if *slot == "asn" {
+                    "geo.maxmind.asn"
+                } else {
+                    city_key
+                }
+            }
+            _ => "geo.maxmind",
+        };
+        let path = if key == "geo.maxmind.asn" {
+            c.asn.as_ref()
+        } else {
+            c.city.as_ref().or(c.country.as_ref())
+        };
+        let message = match (&e, path) {
+            // `Read` names the file already.
+            (MaxMindError::Read { .. }, _) | (_, None) => e.to_string(),
+            (_, Some(p)) => format!("{}: {e}", p.display()),
+        };
+        ConfigError::new(file, key, message)
+    })
 }
 
 fn build_geo(
@@ -187,10 +300,38 @@ fn build_geo(
     if let Some(kmh) = c.max_travel_speed_kmh {
         b = b.max_travel_speed_kmh(kmh);
     }
-    b.enforcement(c.mode.into())
-        .build()
-        .map(Some)
-        .map_err(|e| ConfigError::new(file, "geo", e.to_string()))
+    for path in &c.trusted_networks_files {
+        b = b.trusted_networks_file(path);
+    }
+    for path in &c.blocked_networks_files {
+        b = b.blocked_networks_file(path);
+    }
+    for (label, path) in &c.anonymizer_lists {
+        b = b.anonymizer_list(label.as_str(), path);
+    }
+    if c.block_anonymizers {
+        b = b.block_anonymizers();
+    }
+    if let Some(m) = &c.maxmind {
+        // The embedded country data fills what the databases lack (an ASN-only setup keeps its
+        // countries, for example).
+        b = b.locator(maxmind(m, file)?.or(EmbeddedGeo::new()));
+    }
+    if let Some(hours) = &c.working_hours {
+        let hours = hours.build().map_err(|(key, message)| {
+            ConfigError::new(file, format!("geo.working_hours.{key}"), message)
+        })?;
+        b = b.working_hours(hours);
+    }
+    b.enforcement(c.mode.into()).build().map(Some).map_err(|e| {
+        let key = match &e {
+            GeoRiskError::Lists(ListError::Read { path, .. } | ListError::Parse { path, .. }) => {
+                list_key(c, path)
+            }
+            _ => "geo".to_owned(),
+        };
+        ConfigError::new(file, key, e.to_string())
+    })
 }
 
 pub(crate) fn build_policy(
@@ -288,23 +429,49 @@ pub(crate) fn compile(
     };
     let resolver = build_resolver(&config);
     let device = build_device(&config, file, persistent)?;
+    // Kept across a reload when unchanged, unless it names files: those are re-read.
     let geo = match previous {
-        Some(p) if p.config.geo == config.geo && p.config.client_ip == config.client_ip => {
+        Some(p)
+            if p.config.geo == config.geo
+                && p.config.client_ip == config.client_ip
+                && !config.geo.as_ref().is_some_and(GeoConfig::has_files) =>
+        {
             p.geo.clone()
         }
         _ => build_geo(&config, file, &resolver, persistent)?,
     };
+    // `[upstream]` is read at start only.
     let shared = Arc::new(proxy::Shared {
-        client: persistent.client.clone(),
         signer: persistent.signer.clone(),
         trusted_proxies: config.client_ip.trusted_proxies.clone(),
-        response_timeout: Duration::from_millis(config.upstream.response_header_timeout_ms),
+        response_timeout: Duration::from_millis(persistent.upstream.response_header_timeout_ms),
+        body_idle_timeout: Duration::from_millis(persistent.upstream.body_idle_timeout_ms),
     });
+    let mut tls_clients: Vec<(TlsKey, HttpClient)> = Vec::new();
     let jwt_mode: Enforcement = config.jwt.mode.into();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
         let upstream = Upstream::parse(&r.upstream)
             .map_err(|m| ConfigError::new(file, format!("route[{i}].upstream"), m))?;
+        let client = if upstream.is_https() {
+            // HTTP/2 is offered unless the route sends the client's Host (see `client`).
+            let key = TlsKey::read(r.tls.as_ref(), !r.preserve_host, file, i)?;
+            let known = tls_clients
+                .iter()
+                .chain(previous.iter().flat_map(|p| p.tls_clients.iter()))
+                .find(|(k, _)| *k == key)
+                .map(|(_, c)| c.clone());
+            let client = match known {
+                Some(client) => client,
+                None => key.build(&persistent.upstream, file, i)?,
+            };
+            if !tls_clients.iter().any(|(k, _)| *k == key) {
+                tls_clients.push((key, client.clone()));
+            }
+            client
+        } else {
+            persistent.plain.clone()
+        };
         let (policy, anonymous) = build_policy(&config, i, text, file)?;
         // An anonymous route still reads a token when one is sent, but a missing or bad one is
         // only recorded: the route's policy admits the request without identity.
@@ -320,6 +487,8 @@ pub(crate) fn compile(
         let forward = Forward {
             target: Arc::new(Target {
                 prefix: r.prefix.clone(),
+                route: Arc::from(r.prefix.as_str()),
+                client,
                 upstream,
                 strip_prefix: r.strip_prefix,
                 preserve_host: r.preserve_host,
@@ -345,6 +514,7 @@ pub(crate) fn compile(
         resolver,
         verifier,
         geo,
+        tls_clients,
     })
 }
 

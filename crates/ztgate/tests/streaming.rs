@@ -125,3 +125,95 @@ async fn the_upstream_reads_the_first_request_bytes_before_the_client_sends_the_
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["len"], 2 * CHUNK);
 }
+
+/// The idle timeout of both bodies, short for the tests.
+fn stall_config() -> String {
+    format!("[upstream]\nbody_idle_timeout_ms = 300\n{ROUTE}")
+}
+
+async fn body_timeouts_counted(env: &Env, c: &HttpClient) -> bool {
+    let m = get(c, &format!("{}/metrics", env.base()), None, &[]).await;
+    String::from_utf8_lossy(&m.body).lines().any(|l| {
+        l.starts_with("ztgate_upstream_errors_total")
+            && l.contains("kind=\"body_timeout\"")
+            && l.contains("route=\"/api\"")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_stalls_mid_body_gets_the_response_aborted_after_the_idle_timeout() {
+    let env = env("stall-response", &stall_config()).await;
+    let c = client();
+    let req = http::Request::get(format!("{}/api/trickle", env.base()))
+        .header("authorization", format!("Bearer {}", env.dev.mint()))
+        .body(Body::empty())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, c.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    // The first chunk arrives; then the upstream stalls (never released) and the gateway aborts.
+    let mut got = 0usize;
+    let started = std::time::Instant::now();
+    let ended_with_error = loop {
+        match tokio::time::timeout(WAIT, body.frame())
+            .await
+            .expect("the stalled response was not aborted")
+        {
+            Some(Ok(frame)) => got += frame.into_data().map_or(0, |d| d.len()),
+            Some(Err(_)) => break true,
+            None => break false,
+        }
+    };
+    assert!(ended_with_error, "the response ended as if complete");
+    assert_eq!(got, CHUNK);
+    assert!(started.elapsed() < WAIT);
+    assert!(body_timeouts_counted(&env, &c).await);
+    env.up.state.release.notify_one();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stalls_mid_upload_gets_a_408_problem_and_the_upload_is_cut_off() {
+    let env = env("stall-request", &stall_config()).await;
+    let c = client();
+    // One chunk, then nothing for longer than the test may run.
+    let stream = futures_util::stream::once(async { Ok::<_, std::io::Error>(chunk(0)) }).chain(
+        futures_util::stream::once(async {
+            tokio::time::sleep(WAIT).await;
+            Ok(chunk(1))
+        }),
+    );
+    let req = http::Request::post(format!("{}/api/upload", env.base()))
+        .header("authorization", format!("Bearer {}", env.dev.mint()))
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, c.request(req))
+        .await
+        .expect("the stalled upload was not cut off")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["code"], "request.body_timeout");
+    assert!(body_timeouts_counted(&env, &c).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_but_steady_body_is_not_cut_off() {
+    let env = env("steady", &stall_config()).await;
+    let c = client();
+    // Each chunk within the idle timeout; the whole body takes longer than it.
+    let stream = futures_util::stream::iter(0..6u64).then(|i| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(chunk(i))
+    });
+    let req = http::Request::post(format!("{}/api/upload", env.base()))
+        .header("authorization", format!("Bearer {}", env.dev.mint()))
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let a = send(&c, req).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["sha256"], expected_sha256(6));
+}
