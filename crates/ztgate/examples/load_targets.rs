@@ -1,13 +1,15 @@
 //! Load targets for the north-star comparison in BENCHMARKS.md: the same trivial route served,
 //! on 127.0.0.1, bare; behind JwtVerifyLayer alone (without and with the verified-token cache);
-//! behind all five layers with the
-//! verified-token cache and without it; and through ztgate in front of the bare server.
+//! behind all five layers with the verified-token cache and without it; the stack built up one
+//! layer at a time and the audit layer alone (cached tokens); and through ztgate in front of
+//! the bare server (an assertion signed per request, and reused for 5 s).
 //!
 //! ```sh
+//! ./scripts/load_run.sh            # builds this, runs wrk against every target, prints a table
+//! # or by hand:
 //! cargo run --release -p ztgate --example load_targets -- 240 > targets.txt &
-//! # then, for each printed URL, with the printed headers:
 //! wrk -t1 -c32 -d10s --latency -H "authorization: Bearer $TOKEN" \
-//!     -H "x-device-id: d-load" -H "x-device-fingerprint: fp-load" $URL
+//!     -H "x-device-id: d-load" -H "x-device-fingerprint: fp-load" $URL   # each printed URL
 //! ```
 //!
 //! A development issuer signs one RS256 token valid for the whole run. The full stack writes its
@@ -67,6 +69,12 @@ fn verifier(dev: &DevIssuer, cache: bool) -> JwtVerifier {
 }
 
 fn full_stack(dev: &DevIssuer, audit: &Audit, cache: bool) -> Router {
+    layers(dev, audit, cache, 5)
+}
+
+/// The stack up to `depth` layers, to see where the time goes under load: 1 is JwtVerify alone,
+/// 2 adds DeviceCheck, 3 GeoRisk, 4 StepUp and 5 AuditLog (the full stack).
+fn layers(dev: &DevIssuer, audit: &Audit, cache: bool, depth: u8) -> Router {
     let registry = Arc::new(MemoryDeviceRegistry::new());
     registry.insert_new(DeviceRecord {
         fingerprint: Some(FingerprintDigest::of("fp-load")),
@@ -88,12 +96,21 @@ fn full_stack(dev: &DevIssuer, audit: &Audit, cache: bool) -> Router {
         )
         .build()
         .unwrap();
-    route()
-        .layer(StepUpLayer::new(policy))
-        .layer(GeoRiskLayer::new(geo))
-        .layer(DeviceCheckLayer::new(devices))
-        .layer(JwtVerifyLayer::new(verifier(dev, cache)))
-        .layer(AuditLogLayer::new(audit.clone()))
+    let mut r = route();
+    if depth >= 4 {
+        r = r.layer(StepUpLayer::new(policy));
+    }
+    if depth >= 3 {
+        r = r.layer(GeoRiskLayer::new(geo));
+    }
+    if depth >= 2 {
+        r = r.layer(DeviceCheckLayer::new(devices));
+    }
+    r = r.layer(JwtVerifyLayer::new(verifier(dev, cache)));
+    if depth >= 5 {
+        r = r.layer(AuditLogLayer::new(audit.clone()));
+    }
+    r
 }
 
 #[tokio::main]
@@ -127,13 +144,28 @@ async fn main() {
     .await;
     serve("full_cached", full_stack(&dev, &audit, true)).await;
     serve("full_uncached", full_stack(&dev, &audit, false)).await;
+    // Cached tokens: the stack built up one layer at a time, and the audit layer alone.
+    serve("jwt_device", layers(&dev, &audit, true, 2)).await;
+    serve("jwt_device_geo", layers(&dev, &audit, true, 3)).await;
+    serve("four_layers", layers(&dev, &audit, true, 4)).await;
+    serve(
+        "audit_only",
+        route().layer(AuditLogLayer::new(audit.clone())),
+    )
+    .await;
 
-    // ztgate in front of the bare server: a route that needs a valid token, no other checks.
-    let config = dir.join("ztgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    // ztgate in front of the bare server: a route that needs a valid token, no other checks;
+    // once with an assertion signed per request (the default), once reusing it for 5 s.
+    let mut gateways = Vec::new();
+    for (name, identity) in [
+        ("ztgate", ""),
+        ("ztgate_reuse", "[identity]\nreuse_seconds = 5\n"),
+    ] {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 [[listener]]
 addr = "127.0.0.1:0"
 
@@ -151,21 +183,26 @@ scopes = ["reports:read"]
 
 [audit]
 file = "{audit}"
-"#,
-            issuer = dev.issuer(),
-            audience = DEFAULT_AUDIENCE,
-            audit = dir.join("ztgate-audit.jsonl").display(),
-        ),
-    )
-    .unwrap();
-    let gateway = ztgate::Gateway::start(&config).await.unwrap();
-    let gate = *gateway.local_addrs().first().expect("a listener");
-    println!("{:<16} http://{gate}/api/reports", "ztgate");
+
+{identity}"#,
+                issuer = dev.issuer(),
+                audience = DEFAULT_AUDIENCE,
+                audit = dir.join(format!("{name}-audit.jsonl")).display(),
+            ),
+        )
+        .unwrap();
+        let gateway = ztgate::Gateway::start(&config).await.unwrap();
+        let gate = *gateway.local_addrs().first().expect("a listener");
+        println!("{name:<16} http://{gate}/api/reports");
+        gateways.push(gateway);
+    }
     println!("TOKEN={token}");
     println!("headers: x-device-id: d-load, x-device-fingerprint: fp-load");
 
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let _ = gateway.shutdown().await;
+    for gateway in gateways {
+        let _ = gateway.shutdown().await;
+    }
     let _ = audit.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
