@@ -749,7 +749,8 @@ impl DeviceCheck {
             signals.push(RiskSignal::new(
                 "device.weak_binding",
                 inner.weak_binding_weight,
-                format!("device {id} identified by request headers only"),
+                // `concat`, not `format!`: one allocation of the right size.
+                ["device ", id, " identified by request headers only"].concat(),
             ));
         }
         let blocking = violations
@@ -761,11 +762,21 @@ impl DeviceCheck {
             RuleAction::Block => keep,
         });
         if !violations.is_empty() {
-            let evidence = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.rule, v.detail))
-                .collect::<Vec<_>>()
-                .join("; ");
+            // "disk_encryption: disk encryption not reported; posture_age: ...", in one buffer.
+            let mut evidence = String::with_capacity(
+                violations
+                    .iter()
+                    .map(|v| v.rule.as_str().len() + v.detail.len() + 4)
+                    .sum(),
+            );
+            for v in &violations {
+                if !evidence.is_empty() {
+                    evidence.push_str("; ");
+                }
+                evidence.push_str(v.rule.as_str());
+                evidence.push_str(": ");
+                evidence.push_str(&v.detail);
+            }
             let weight = if blocking.is_some() { 1.0 } else { 1.0 - keep };
             signals.push(RiskSignal::new("device.noncompliant", weight, evidence));
         }

@@ -1,5 +1,6 @@
 //! The posture policy: which facts a device must report, and what a failure costs.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -76,8 +77,9 @@ pub struct Violation {
     pub rule: PostureRule,
     /// Its action.
     pub action: RuleAction,
-    /// What was found, for the signal's evidence (never a secret).
-    pub detail: String,
+    /// What was found, for the signal's evidence (never a secret). Fixed text for the common
+    /// findings (nothing allocated per request), formatted when it names reported values.
+    pub detail: Cow<'static, str>,
     /// Whether the device reported the fact (`false`: broken for want of a report).
     pub reported: bool,
 }
@@ -103,7 +105,7 @@ impl PosturePolicy {
     /// The rules `posture` breaks at `now` (seconds since the epoch).
     pub fn evaluate(&self, posture: &Posture, now: i64) -> Vec<Violation> {
         let mut out = Vec::new();
-        let mut push = |rule, action, reported: bool, detail: String| {
+        let mut push = |rule, action, reported: bool, detail: Cow<'static, str>| {
             let action = match action {
                 RuleAction::Block if !reported => self.unreported,
                 action => action,
@@ -123,7 +125,11 @@ impl PosturePolicy {
         if let Some(action) = self.encryption
             && posture.disk_encrypted != Some(true)
         {
-            let detail = fact("disk encryption", posture.disk_encrypted, "off");
+            let detail = fact(
+                posture.disk_encrypted,
+                "disk encryption off",
+                "disk encryption not reported",
+            );
             push(
                 PostureRule::DiskEncryption,
                 action,
@@ -134,7 +140,11 @@ impl PosturePolicy {
         if let Some(action) = self.edr
             && posture.edr_running != Some(true)
         {
-            let detail = fact("EDR agent", posture.edr_running, "not running");
+            let detail = fact(
+                posture.edr_running,
+                "EDR agent not running",
+                "EDR agent not reported",
+            );
             push(
                 PostureRule::Edr,
                 action,
@@ -146,8 +156,8 @@ impl PosturePolicy {
             && posture.jailbroken != Some(false)
         {
             let detail = match posture.jailbroken {
-                Some(_) => "device is jailbroken or rooted".to_owned(),
-                None => "jailbreak status not reported".to_owned(),
+                Some(_) => Cow::Borrowed("device is jailbroken or rooted"),
+                None => Cow::Borrowed("jailbreak status not reported"),
             };
             push(
                 PostureRule::Jailbroken,
@@ -163,17 +173,17 @@ impl PosturePolicy {
                     PostureRule::PostureAge,
                     action,
                     true,
-                    format!(
+                    Cow::Owned(format!(
                         "posture reported {} s ago (max {max_age} s)",
                         now.saturating_sub(at)
-                    ),
+                    )),
                 ),
                 Some(_) => {}
                 None => push(
                     PostureRule::PostureAge,
                     action,
                     false,
-                    "posture never reported".to_owned(),
+                    Cow::Borrowed("posture never reported"),
                 ),
             }
         }
@@ -181,52 +191,50 @@ impl PosturePolicy {
     }
 
     /// `(whether the facts were reported, what is wrong)` when the OS rule is broken.
-    fn os_problem(&self, posture: &Posture) -> Option<(bool, String)> {
+    fn os_problem(&self, posture: &Posture) -> Option<(bool, Cow<'static, str>)> {
         let Some(platform) = posture.platform.as_deref() else {
-            return Some((false, "platform not reported".to_owned()));
+            return Some((false, Cow::Borrowed("platform not reported")));
         };
         let platform = platform.to_ascii_lowercase();
         let Some((min, min_text)) = self.min_os.get(platform.as_str()) else {
             return (!self.unlisted_platforms_allowed).then(|| {
                 (
                     true,
-                    format!("platform {} is not allowed", printable(&platform)),
+                    Cow::Owned(format!("platform {} is not allowed", printable(&platform))),
                 )
             });
         };
         let Some(version) = posture.os_version.as_deref() else {
             return Some((
                 false,
-                format!("{} version not reported", printable(&platform)),
+                Cow::Owned(format!("{} version not reported", printable(&platform))),
             ));
         };
         match at_least(version, min) {
             Some(true) => None,
             Some(false) => Some((
                 true,
-                format!(
+                Cow::Owned(format!(
                     "{} {} is below {min_text}",
                     printable(&platform),
                     printable(version)
-                ),
+                )),
             )),
             None => Some((
                 true,
-                format!(
+                Cow::Owned(format!(
                     "{} version {} cannot be read",
                     printable(&platform),
                     printable(version)
-                ),
+                )),
             )),
         }
     }
 }
 
-fn fact(what: &str, value: Option<bool>, bad: &str) -> String {
-    match value {
-        Some(_) => format!("{what} {bad}"),
-        None => format!("{what} not reported"),
-    }
+/// The detail of a broken yes/no rule: `bad` when the device reported the fact, else `unreported`.
+fn fact(value: Option<bool>, bad: &'static str, unreported: &'static str) -> Cow<'static, str> {
+    Cow::Borrowed(if value.is_some() { bad } else { unreported })
 }
 
 /// Device-reported text in evidence: at most 32 printable ASCII characters.
