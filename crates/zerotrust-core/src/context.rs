@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::Arc;
 
 use http::Extensions;
@@ -5,6 +6,7 @@ use http::Extensions;
 use crate::device::DeviceAssessment;
 use crate::geo::NetworkAssessment;
 use crate::risk::{RiskAssessment, RiskModel, TrustLevel};
+use crate::tap::AuditTap;
 use crate::{ClientIp, Identity, Reason, RiskSignal};
 
 /// What a zerotrust layer decided about a request.
@@ -55,7 +57,8 @@ pub struct Decision {
 /// may have run). A refusal copies it into the response extensions, so an outer audit layer sees
 /// the same fields for refused and allowed requests.
 ///
-/// Cloning is cheap: the identity is shared behind an `Arc`.
+/// Cloning is cheap (one reference count); a clone behaves as a copy: changing it leaves the
+/// original as it was.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -70,9 +73,19 @@ pub struct Decision {
 /// assert_eq!(zt.subject(), Some("alice"));
 /// assert_eq!(zt.signals().len(), 1);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct ZeroTrust {
+    // Shared, copied on write (`Arc::make_mut`): a clone is one reference count, so the audit
+    // tap's snapshot at each layer's pass, the handler's extractor and a refusal's copy into the
+    // response cost no copy of the fields. A layer that changes the context while the tap holds
+    // the last snapshot gets it back first (see `get_or_insert`), so the write copies nothing
+    // either.
+    inner: Arc<Fields>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Fields {
     identity: Option<Arc<Identity>>,
     client_ip: Option<ClientIp>,
     device: Option<DeviceAssessment>,
@@ -81,38 +94,30 @@ pub struct ZeroTrust {
     risk_model: Option<Arc<RiskModel>>,
     decision: Option<Decision>,
     route: Option<Arc<str>>,
-    revisions: Revisions,
 }
 
-/// Which context this is and how often its replaceable parts were set, so a snapshot taken at
-/// one layer can be brought up to date at the next by copying only what changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Revisions {
-    instance: u64,
-    identity: u32,
-    device: u32,
-    network: u32,
-}
-
-impl Default for ZeroTrust {
-    fn default() -> Self {
-        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        Self {
-            identity: None,
-            client_ip: None,
-            device: None,
-            network: None,
-            signals: Vec::new(),
-            risk_model: None,
-            decision: None,
-            route: None,
-            revisions: Revisions {
-                instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                identity: 0,
-                device: 0,
-                network: 0,
-            },
-        }
+impl fmt::Debug for ZeroTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Fields {
+            identity,
+            client_ip,
+            device,
+            network,
+            signals,
+            risk_model,
+            decision,
+            route,
+        } = &*self.inner;
+        f.debug_struct("ZeroTrust")
+            .field("identity", identity)
+            .field("client_ip", client_ip)
+            .field("device", device)
+            .field("network", network)
+            .field("signals", signals)
+            .field("risk_model", risk_model)
+            .field("decision", decision)
+            .field("route", route)
+            .finish()
     }
 }
 
@@ -123,77 +128,93 @@ impl ZeroTrust {
     }
 
     /// The request's context, inserting an empty one if no layer has yet.
+    ///
+    /// Call it where the context is about to change, right before passing the request on: if an
+    /// outer audit layer's [`AuditTap`] holds the snapshot of the last pass, the tap gives it up
+    /// (the next pass takes a new one), so the change copies nothing.
     pub fn get_or_insert(extensions: &mut Extensions) -> &mut ZeroTrust {
+        if let Some(zt) = extensions.get::<ZeroTrust>()
+            && Arc::strong_count(&zt.inner) > 1
+            && let Some(tap) = extensions.get::<AuditTap>()
+        {
+            tap.release(zt);
+        }
         extensions.get_or_insert_default::<ZeroTrust>()
+    }
+
+    /// Whether `self` and `other` are clones of one context, unchanged since.
+    pub(crate) fn same_as(&self, other: &ZeroTrust) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn fields(&mut self) -> &mut Fields {
+        Arc::make_mut(&mut self.inner)
     }
 
     /// The verified identity, if a layer established one.
     pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_deref()
+        self.inner.identity.as_deref()
     }
 
     /// The verified identity as a shared handle.
     pub fn identity_arc(&self) -> Option<&Arc<Identity>> {
-        self.identity.as_ref()
+        self.inner.identity.as_ref()
     }
 
     /// The verified subject, if any.
     pub fn subject(&self) -> Option<&str> {
-        self.identity.as_deref().map(Identity::subject)
+        self.inner.identity.as_deref().map(Identity::subject)
     }
 
     /// Records the verified identity.
     pub fn set_identity(&mut self, identity: Arc<Identity>) {
-        self.identity = Some(identity);
-        self.revisions.identity = self.revisions.identity.wrapping_add(1);
+        self.fields().identity = Some(identity);
     }
 
     /// The client address, once a layer resolved it (with the shared
     /// [`ClientIpResolver`](crate::ClientIpResolver)).
     pub fn client_ip(&self) -> Option<ClientIp> {
-        self.client_ip
+        self.inner.client_ip
     }
 
     /// Records the client address, so later layers use the same one.
     pub fn set_client_ip(&mut self, ip: ClientIp) {
-        self.client_ip = Some(ip);
+        self.fields().client_ip = Some(ip);
     }
 
     /// What the device layer established, if it ran.
     pub fn device(&self) -> Option<&DeviceAssessment> {
-        self.device.as_ref()
+        self.inner.device.as_ref()
     }
 
     /// Records the device assessment.
     pub fn set_device(&mut self, device: DeviceAssessment) {
-        self.device = Some(device);
-        self.revisions.device = self.revisions.device.wrapping_add(1);
+        self.fields().device = Some(device);
     }
 
     /// What the network layer established, if it ran.
     pub fn network(&self) -> Option<&NetworkAssessment> {
-        self.network.as_ref()
+        self.inner.network.as_ref()
     }
 
     /// Records the network assessment.
     pub fn set_network(&mut self, network: NetworkAssessment) {
-        self.network = Some(network);
-        self.revisions.network = self.revisions.network.wrapping_add(1);
+        self.fields().network = Some(network);
     }
 
     /// The risk signals layers have added, in order.
     pub fn signals(&self) -> &[RiskSignal] {
-        &self.signals
+        &self.inner.signals
     }
 
     /// Adds a risk signal.
     pub fn add_signal(&mut self, signal: RiskSignal) {
-        self.signals.push(signal);
+        self.fields().signals.push(signal);
     }
 
     /// The risk score in `0.0..=1.0`, combining every signal (see [`RiskModel`]).
     pub fn risk_score(&self) -> f64 {
-        self.model().score(&self.signals)
+        self.model().score(&self.inner.signals)
     }
 
     /// The trust level the signals, identity and device binding earn (see [`RiskModel`]).
@@ -216,9 +237,10 @@ impl ZeroTrust {
     /// ```
     pub fn risk_assessment(&self) -> RiskAssessment {
         self.model().assess(
-            &self.signals,
-            self.identity.is_some(),
-            self.device
+            &self.inner.signals,
+            self.inner.identity.is_some(),
+            self.inner
+                .device
                 .as_ref()
                 .is_some_and(|d| d.binding.is_cryptographic() && d.owned_by_subject),
         )
@@ -233,61 +255,35 @@ impl ZeroTrust {
     /// Installs the risk model (thresholds, weight overrides) for this request. The decision layer
     /// installs its own; without one, [`RiskModel::default`] applies.
     pub fn set_risk_model(&mut self, model: Arc<RiskModel>) {
-        self.risk_model = Some(model);
+        self.fields().risk_model = Some(model);
     }
 
     fn model(&self) -> &RiskModel {
-        self.risk_model
+        self.inner
+            .risk_model
             .as_deref()
             .unwrap_or_else(|| RiskModel::default_ref())
     }
 
     /// The decision made about the request, if one was recorded.
     pub fn decision(&self) -> Option<&Decision> {
-        self.decision.as_ref()
+        self.inner.decision.as_ref()
     }
 
     /// Records a decision. A later, stricter layer may overwrite an earlier `Allow`.
     pub fn set_decision(&mut self, decision: Decision) {
-        self.decision = Some(decision);
-    }
-
-    /// Brings `snapshot`, an earlier clone of this context, up to date: copies only the parts set
-    /// since (signals are only ever added), or everything if it is a copy of another context.
-    pub(crate) fn refresh_snapshot(&self, snapshot: &mut ZeroTrust) {
-        let (now, then) = (self.revisions, snapshot.revisions);
-        if now.instance != then.instance || snapshot.signals.len() > self.signals.len() {
-            *snapshot = self.clone();
-            return;
-        }
-        if now.identity != then.identity {
-            snapshot.identity.clone_from(&self.identity);
-        }
-        if now.device != then.device {
-            snapshot.device.clone_from(&self.device);
-        }
-        if now.network != then.network {
-            snapshot.network.clone_from(&self.network);
-        }
-        if let Some(added) = self.signals.get(snapshot.signals.len()..) {
-            snapshot.signals.extend_from_slice(added);
-        }
-        snapshot.client_ip = self.client_ip;
-        snapshot.risk_model.clone_from(&self.risk_model);
-        snapshot.decision = self.decision;
-        snapshot.route.clone_from(&self.route);
-        snapshot.revisions = now;
+        self.fields().decision = Some(decision);
     }
 
     /// The route pattern the decision layer matched the request to (such as `/reports/{id}`), for
     /// audit records and metrics: a bounded set, unlike raw paths.
     pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
+        self.inner.route.as_deref()
     }
 
     /// Records the matched route pattern.
     pub fn set_route(&mut self, route: Arc<str>) {
-        self.route = Some(route);
+        self.fields().route = Some(route);
     }
 }
 

@@ -108,11 +108,22 @@ impl AuditTap {
             *slot = LayerPass { layer, at };
             seen.len += 1;
         }
-        // Each pass brings the snapshot up to date, copying only what the layer added: all
-        // passes together cost about one clone of the context.
-        match (&mut seen.context, context) {
-            (Some(snapshot), Some(zt)) => zt.refresh_snapshot(snapshot),
-            (slot, context) => *slot = context.cloned(),
+        // A reference count, not a copy: the context is shared until the next layer changes it
+        // (and `ZeroTrust::get_or_insert` then calls `release` first).
+        seen.context = context.cloned();
+    }
+
+    /// Gives up the snapshot if it is `zt` unchanged, so the layer about to change `zt` can do so
+    /// in place. Only between a layer's change and its pass is there no snapshot, and that is one
+    /// synchronous step: a request cancelled while a layer waits still has the last one.
+    pub(crate) fn release(&self, zt: &ZeroTrust) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen
+            .context
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.same_as(zt))
+        {
+            seen.context = None;
         }
     }
 }
@@ -158,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refreshed_snapshot_equals_a_fresh_clone() {
+    fn the_snapshot_is_the_context_as_passed_and_changes_after_do_not_reach_it() {
         use crate::{DeviceAssessment, DeviceBinding, DeviceStatus, Identity, Posture};
         let tap = AuditTap::new();
         let mut req = Request::new(());
@@ -179,18 +190,39 @@ mod tests {
             violations: Vec::new(),
         });
         note_pass("device", &req);
-        // A different context replacing the first is copied whole.
-        let mut other = ZeroTrust::new();
-        other.add_signal(RiskSignal::new("c", 0.3, "other"));
-        let snapshot = tap.take().context.unwrap();
+        let seen = tap.take();
+        let snapshot = seen.context.unwrap();
         let current = req.extensions().get::<ZeroTrust>().unwrap();
         assert_eq!(format!("{snapshot:?}"), format!("{current:?}"));
 
-        note_pass("jwt", &req);
-        req.extensions_mut().insert(other.clone());
-        note_pass("device", &req);
+        // A change made without `get_or_insert` (a handler's own copy, say) is copied on write:
+        // the snapshot keeps what was passed.
+        note_pass("stepup", &req);
+        let mut copy = req.extensions().get::<ZeroTrust>().unwrap().clone();
+        copy.add_signal(RiskSignal::new("c", 0.3, "later"));
         let snapshot = tap.take().context.unwrap();
-        assert_eq!(format!("{snapshot:?}"), format!("{other:?}"));
+        assert_eq!(snapshot.signals().len(), 2);
+        assert_eq!(copy.signals().len(), 3);
+    }
+
+    #[test]
+    fn a_layer_changing_the_context_takes_it_back_from_the_tap_without_a_copy() {
+        let tap = AuditTap::new();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tap.clone());
+        ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("a", 0.1, ""));
+        note_pass("jwt", &req);
+        let before: *const ZeroTrust = req.extensions().get::<ZeroTrust>().unwrap();
+        let passed = tap.0.lock().unwrap().context.clone().unwrap();
+        assert!(passed.same_as(req.extensions().get::<ZeroTrust>().unwrap()));
+        drop(passed);
+        // The next layer changes it: the tap gives the snapshot up, the change is in place.
+        ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("b", 0.2, ""));
+        assert!(tap.0.lock().unwrap().context.is_none());
+        let after: *const ZeroTrust = req.extensions().get::<ZeroTrust>().unwrap();
+        assert_eq!(before, after);
+        note_pass("device", &req);
+        assert_eq!(tap.take().context.unwrap().signals().len(), 2);
     }
 
     #[test]
