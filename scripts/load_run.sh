@@ -29,7 +29,8 @@ fi
 
 cargo build --release -p ztgate --example load_targets
 out="$(mktemp)"
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -f "${out}"' EXIT
+# On exit: stop the targets and wait for them to remove their audit files (gigabytes).
+trap 'if [ -n "${pid:-}" ]; then kill "${pid}" 2>/dev/null || true; wait "${pid}" 2>/dev/null || true; fi; rm -f "${out}"' EXIT
 # Long enough for every round; stopped by the trap at the end.
 target/release/examples/load_targets $((seconds * 16 * rounds + 120)) >"${out}" &
 pid=$!

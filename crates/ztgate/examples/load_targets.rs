@@ -199,7 +199,15 @@ file = "{audit}"
     println!("TOKEN={token}");
     println!("headers: x-device-id: d-load, x-device-fingerprint: fp-load");
 
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    // Until the time is up, or until stopped (scripts/load_run.sh sends SIGTERM): the audit files
+    // under load grow by gigabytes and must not be left behind.
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
     for gateway in gateways {
         let _ = gateway.shutdown().await;
     }
