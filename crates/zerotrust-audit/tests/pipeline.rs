@@ -958,3 +958,33 @@ async fn interval_durability_syncs_on_its_own_and_never_durability_only_when_ask
     within("shutdown", audit.shutdown()).await.unwrap();
     assert_exactly_once(&probe, &ids("never", 0..5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_records_keep_coming_they_are_written_in_batches_without_a_flush() {
+    for interval in [Duration::from_millis(20), Duration::from_millis(60)] {
+        let probe = Probe::default();
+        let audit = start(Audit::builder().sink(probe.sink()).batch_interval(interval));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let router = app(&audit, &calls);
+        // A steady trickle keeps the writer on its tick; every record is written without a flush.
+        let expected = ids("trickle", 0..40);
+        for id in &expected {
+            assert_eq!(send(&router, with_id(id)).await.status(), StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        eventually("every record written", || {
+            probe.seen.lock().unwrap().len() == expected.len()
+        })
+        .await;
+        assert_exactly_once(&probe, &expected);
+        // Batched, not one write per record: 40 records a millisecond or two apart took at most
+        // half as many writes.
+        assert!(
+            probe.writes() <= expected.len() / 2,
+            "{interval:?}: {} writes for {} records",
+            probe.writes(),
+            expected.len()
+        );
+        within("shutdown", audit.shutdown()).await.unwrap();
+    }
+}
