@@ -415,7 +415,9 @@ impl AuditEvent {
             }
             net.close();
         }
-        if let Some(zt) = zt {
+        // Only where a layer assessed risk: a record of a request refused at the token check
+        // would otherwise show a score of 0 for checks that never ran.
+        if let Some(zt) = zt.filter(|zt| zt.risk_assessed()) {
             let risk = zt.risk_assessment();
             let mut k = z.obj("risk");
             k.f64("score", risk.score);

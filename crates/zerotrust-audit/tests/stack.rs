@@ -346,6 +346,10 @@ async fn run(captured: Captured) {
                 assert_eq!(record["event"]["type"], json!(["access", "denied"]));
                 assert!(record.get("user").is_none(), "no verified user: req-{i}");
                 assert_eq!(layers, ["jwt"], "the refusing layer is timed: req-{i}");
+                assert!(
+                    zt.get("risk").is_none(),
+                    "no risk assessed before the token check refused: req-{i}: {record}"
+                );
             }
             _ => {
                 assert_eq!(record["event"]["type"], json!(["access", "denied"]));

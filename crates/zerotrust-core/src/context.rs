@@ -222,6 +222,23 @@ impl ZeroTrust {
         self.risk_assessment().trust_level
     }
 
+    /// Whether any risk was assessed: a layer added a signal, or the decision layer installed
+    /// its risk model. A request refused at the token check has neither; its
+    /// [`risk_assessment`](Self::risk_assessment) (score 0, trust level from the identity alone)
+    /// describes a check that never ran, and audit records leave it out.
+    ///
+    /// ```
+    /// use zerotrust_core::{RiskSignal, ZeroTrust};
+    ///
+    /// let mut zt = ZeroTrust::new();
+    /// assert!(!zt.risk_assessed());
+    /// zt.add_signal(RiskSignal::new("device.new", 0.3, "first sight"));
+    /// assert!(zt.risk_assessed());
+    /// ```
+    pub fn risk_assessed(&self) -> bool {
+        !self.inner.signals.is_empty() || self.inner.risk_model.is_some()
+    }
+
     /// Score, trust level and the reasons behind them, strongest first.
     ///
     /// ```

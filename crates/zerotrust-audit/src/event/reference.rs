@@ -56,7 +56,9 @@ impl AuditEvent {
     fn request_ecs<'a>(&'a self, r: &'a RequestEvent, timestamp: String) -> Ecs<'a> {
         let decision = self.decision();
         let zt = r.context.as_ref();
-        let risk = zt.map(ZeroTrust::risk_assessment);
+        let risk = zt
+            .filter(|zt| zt.risk_assessed())
+            .map(ZeroTrust::risk_assessment);
         let (types, outcome): (&'static [&'static str], _) = match (r.refused, r.interrupted) {
             (_, Some(Interruption::Cancelled)) => (&["access", "info"], "unknown"),
             (true, _) if decision.outcome == Outcome::Error => (&["access", "error"], "failure"),
