@@ -142,13 +142,26 @@ impl Chain {
     ///
     /// [`AuditEvent::write_json`]: crate::AuditEvent::write_json
     pub(crate) fn seal(&mut self, record: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        let Some(open) = record.strip_suffix(b"}}") else {
+        let start = out.len();
+        out.extend_from_slice(record);
+        self.seal_at(out, start)
+    }
+
+    /// Seals the record that `out` holds from `start` on (written there by
+    /// [`AuditEvent::write_json`], ending in `}}`): no copy of the record.
+    ///
+    /// [`AuditEvent::write_json`]: crate::AuditEvent::write_json
+    pub(crate) fn seal_at(&mut self, out: &mut Vec<u8>, start: usize) -> io::Result<()> {
+        if !out
+            .get(start..)
+            .is_some_and(|record| record.ends_with(b"}}"))
+        {
+            out.truncate(start);
             return Err(io::Error::other(
                 "audit record does not end with its zerotrust object",
             ));
-        };
-        let start = out.len();
-        out.extend_from_slice(open);
+        }
+        out.truncate(out.len().saturating_sub(2));
         // An empty `zerotrust` object would need no comma; the record always has a schema version.
         out.extend_from_slice(br#","chain":{"seq":"#);
         out.extend_from_slice(itoa::Buffer::new().format(self.next_seq).as_bytes());

@@ -283,9 +283,9 @@ impl AuditSink for JsonFileSink {
         let mut chain = self.chain.clone();
         self.buf.clear();
         for event in batch {
-            self.record.clear();
-            event.write_json(&mut self.record)?;
-            chain.seal(&self.record, &mut self.buf)?;
+            let start = self.buf.len();
+            event.write_json(&mut self.buf)?;
+            chain.seal_at(&mut self.buf, start)?;
         }
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("audit file not open"));

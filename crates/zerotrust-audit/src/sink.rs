@@ -114,7 +114,6 @@ impl AuditSink for TracingSink {
 pub struct StdoutSink {
     chain: Chain,
     buf: Vec<u8>,
-    record: Vec<u8>,
 }
 
 impl Default for StdoutSink {
@@ -129,7 +128,6 @@ impl StdoutSink {
         Self {
             chain: Chain::new(0, GENESIS, None),
             buf: Vec::new(),
-            record: Vec::new(),
         }
     }
 
@@ -145,9 +143,9 @@ impl AuditSink for StdoutSink {
         let mut chain = self.chain.clone();
         self.buf.clear();
         for event in batch {
-            self.record.clear();
-            event.write_json(&mut self.record)?;
-            chain.seal(&self.record, &mut self.buf)?;
+            let start = self.buf.len();
+            event.write_json(&mut self.buf)?;
+            chain.seal_at(&mut self.buf, start)?;
         }
         let mut out = io::stdout().lock();
         out.write_all(&self.buf)?;
