@@ -219,7 +219,21 @@ impl ZeroTrust {
 
     /// The trust level the signals, identity and device binding earn (see [`RiskModel`]).
     pub fn trust_level(&self) -> TrustLevel {
-        self.risk_assessment().trust_level
+        // Without the reasons `risk_assessment` sorts and copies: the decision layer asks per
+        // request.
+        self.model().level(
+            self.risk_score(),
+            self.identity().is_some(),
+            self.device_bound(),
+        )
+    }
+
+    /// Whether the device is cryptographically bound and the subject's own.
+    fn device_bound(&self) -> bool {
+        self.inner
+            .device
+            .as_ref()
+            .is_some_and(|d| d.binding.is_cryptographic() && d.owned_by_subject)
     }
 
     /// Whether any risk was assessed: a layer added a signal, or the decision layer installed
@@ -256,10 +270,7 @@ impl ZeroTrust {
         self.model().assess(
             &self.inner.signals,
             self.inner.identity.is_some(),
-            self.inner
-                .device
-                .as_ref()
-                .is_some_and(|d| d.binding.is_cryptographic() && d.owned_by_subject),
+            self.device_bound(),
         )
     }
 
@@ -336,5 +347,30 @@ mod tests {
         assert_eq!(zt.trust_level(), TrustLevel::High);
         zt.set_device(device(DeviceBinding::Certificate, true));
         assert_eq!(zt.trust_level(), TrustLevel::Verified);
+    }
+
+    #[test]
+    fn the_quick_trust_level_agrees_with_the_full_assessment() {
+        let mut zt = ZeroTrust::new();
+        let mut check = |zt: &ZeroTrust| {
+            let full = zt.risk_assessment();
+            assert_eq!(zt.trust_level(), full.trust_level);
+            assert!((zt.risk_score() - full.score).abs() < 1e-12);
+        };
+        check(&zt);
+        zt.add_signal(RiskSignal::new("a", 0.15, ""));
+        check(&zt);
+        zt.set_identity(Arc::new(Identity::new(
+            "alice",
+            "https://idp",
+            1_900_000_000,
+        )));
+        check(&zt);
+        zt.set_device(device(DeviceBinding::Certificate, true));
+        check(&zt);
+        zt.add_signal(RiskSignal::new("b", 0.5, ""));
+        check(&zt);
+        zt.set_risk_model(Arc::new(RiskModel::default().with_weight("b", 0.0)));
+        check(&zt);
     }
 }

@@ -130,11 +130,12 @@ pub(crate) fn decide(
         }
     }
 
-    let risk = zt.risk_assessment();
-    if route.max_risk.is_some_and(|max| risk.score > max) {
+    // Score and level only: the sorted reasons of `risk_assessment` are for the audit record.
+    let risk_score = zt.risk_score();
+    if route.max_risk.is_some_and(|max| risk_score > max) {
         return Err(deny(reasons::RISK_TOO_HIGH));
     }
-    if route.min_trust.is_some_and(|min| risk.trust_level < min) {
+    if route.min_trust.is_some_and(|min| zt.trust_level() < min) {
         return Err(deny(reasons::TRUST_TOO_LOW));
     }
 
@@ -172,7 +173,7 @@ pub(crate) fn decide(
 
     if route
         .challenge_risk
-        .is_some_and(|threshold| risk.score > threshold)
+        .is_some_and(|threshold| risk_score > threshold)
     {
         // A session that already stepped up (strong acr, fresh authentication) passes.
         let stepped_up = identity.is_some_and(|id| {
