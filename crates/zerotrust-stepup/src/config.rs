@@ -24,6 +24,9 @@ struct File {
     rbac: HashMap<String, Vec<String>>,
     #[serde(default)]
     mode: Option<Mode>,
+    /// The challenges' `realm` ([`StepUpPolicyBuilder::realm`]).
+    #[serde(default)]
+    realm: Option<String>,
     #[serde(default, rename = "route")]
     routes: Vec<RouteConfig>,
 }
@@ -173,6 +176,7 @@ impl StepUpPolicy {
     ///
     /// let policy = StepUpPolicy::from_toml(r#"
     ///     mode = "enforce"            # or "report_only", "off", { rollout = 25 }
+    ///     realm = "api"               # challenges say realm="api"; the same as JwtVerifyLayer's
     ///
     ///     [rbac]
     ///     analyst = ["reports:read"]
@@ -199,6 +203,7 @@ impl StepUpPolicy {
     /// "#)?
     /// .build()?;
     /// assert_eq!(policy.matched(&http::Method::GET, "/api/admin/users"), Some("/api/admin/*"));
+    /// assert_eq!(policy.realm(), Some("api"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_toml(text: &str) -> Result<StepUpPolicyBuilder, ConfigError> {
@@ -206,6 +211,10 @@ impl StepUpPolicy {
         let mut builder = StepUpPolicy::builder();
         if let Some(mode) = file.mode {
             builder = builder.enforcement(mode.into());
+        }
+        if let Some(realm) = file.realm {
+            // Checked with the rest of the policy, at `build`.
+            builder = builder.realm(realm);
         }
         for (role, permissions) in file.rbac {
             builder = builder.role(role, permissions);
@@ -267,5 +276,22 @@ mod tests {
         .build()
         .unwrap();
         assert_eq!(b.matched(&Method::GET, "/a"), Some("/a"));
+    }
+
+    #[test]
+    fn realm_is_a_top_level_option_checked_at_build() {
+        let policy = StepUpPolicy::from_toml("realm = \"api\"\n[[route]]\npath = \"/a\"\n")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(policy.realm(), Some("api"));
+        let none = StepUpPolicy::from_toml("[[route]]\npath = \"/a\"\n").unwrap();
+        assert_eq!(none.build().unwrap().realm(), None);
+        let empty = StepUpPolicy::from_toml("realm = \"\"\n").unwrap().build();
+        assert!(
+            matches!(empty, Err(crate::PolicyError::Realm { .. })),
+            "{empty:?}"
+        );
+        assert!(StepUpPolicy::from_toml("realm = 7\n").is_err());
     }
 }

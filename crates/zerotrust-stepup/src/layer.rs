@@ -18,7 +18,7 @@ use zerotrust_core::{
 };
 
 use crate::decide::{RequestFacts, decide};
-use crate::policy::{BehaviorPolicy, CompiledRoute, StepUpPolicy};
+use crate::policy::{BehaviorPolicy, Compiled, CompiledRoute, StepUpPolicy};
 use crate::reasons;
 
 /// The decision point: applies the route policy to what the earlier layers put into
@@ -27,6 +27,8 @@ use crate::reasons;
 /// Place it innermost, after `JwtVerifyLayer`, `DeviceCheckLayer` and `GeoRiskLayer`, so that
 /// every signal is in the context when it decides. An allowed request carries an `Allow`
 /// [`Decision`] from layer `stepup`; a refusal carries the context in the response extensions.
+/// Its challenges carry the policy's [`realm`](crate::StepUpPolicyBuilder::realm), if one is set:
+/// give it the same value as `JwtVerifyLayer::realm`.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -143,6 +145,18 @@ fn ambiguous(path: &str) -> bool {
     path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
+/// Renders a refusal of this layer. Every refusal goes through here, so every challenge it sends
+/// carries the policy's realm (none when unset); the realm is added with
+/// [`Rejection::with_realm`], the same code path `JwtVerifyLayer` uses, so both layers quote it
+/// identically. Refusals without a challenge (a plain 403, 429, 503) ignore it.
+fn render<B>(compiled: &Compiled, rejection: Rejection, req: &Request<B>) -> Response<Body> {
+    let rejection = match &compiled.realm {
+        Some(realm) => rejection.with_realm(Arc::clone(realm)),
+        None => rejection,
+    };
+    render_rejection(rejection, req)
+}
+
 fn allow_decision() -> Decision {
     Decision {
         outcome: Outcome::Allow,
@@ -240,13 +254,13 @@ where
         if ambiguous(req.uri().path()) {
             let rejection = Rejection::new(RejectionKind::InvalidRequest, reasons::AMBIGUOUS_PATH)
                 .with_layer("stepup");
-            return answer(render_rejection(rejection, &req));
+            return answer(render(compiled, rejection, &req));
         }
         let index = self.policy.lookup(req.method(), req.uri().path());
         let Some(route) = compiled.routes.get(index) else {
             let rejection =
                 Rejection::new(RejectionKind::Forbidden, reasons::NO_ROUTE).with_layer("stepup");
-            return answer(render_rejection(rejection, &req));
+            return answer(render(compiled, rejection, &req));
         };
         if !route.enforcement.is_on() {
             return ResponseFuture {
@@ -277,7 +291,7 @@ where
                         },
                     },
                 },
-                Err(rejection) => answer(render_rejection(rejection, &req)),
+                Err(rejection) => answer(render(compiled, rejection, &req)),
             };
         };
 
@@ -291,7 +305,7 @@ where
             let compiled = &policy.inner;
             let Some(route) = compiled.routes.get(index) else {
                 let rejection = Rejection::new(RejectionKind::Internal, reasons::NO_ROUTE);
-                return Ok(render_rejection(rejection, &req).map(ResBody::from));
+                return Ok(render(compiled, rejection, &req).map(ResBody::from));
             };
             let windows = behavior.windows;
             let sensitive = route.sensitive.then(|| route.pattern.to_string());
@@ -311,7 +325,7 @@ where
                         )
                         .with_layer("stepup");
                         if let Err(rejection) = route.enforcement.apply(zt, rejection) {
-                            return Ok(render_rejection(rejection, &req).map(ResBody::from));
+                            return Ok(render(compiled, rejection, &req).map(ResBody::from));
                         }
                     }
                     for signal in behavior_signals(&seen, &behavior) {
@@ -328,7 +342,7 @@ where
                 }
                 Err(error) => {
                     tracing::warn!(target: "zerotrust::stepup", %error, "behaviour store unavailable; answering 503");
-                    return Ok(render_rejection(error.rejection("stepup"), &req).map(ResBody::from));
+                    return Ok(render(compiled, error.rejection("stepup"), &req).map(ResBody::from));
                 }
             }
 
@@ -337,7 +351,7 @@ where
                     note_pass("stepup", &req);
                     inner.call(req).await?
                 }
-                Err(rejection) => render_rejection(rejection, &req).map(ResBody::from),
+                Err(rejection) => render(compiled, rejection, &req).map(ResBody::from),
             };
             if matches!(
                 response.status(),

@@ -19,6 +19,8 @@
 //    stepped up).
 // 5. Apply the route's enforcement (enforce, report-only, roll-out), call the service, and count
 //    a 401/403 (ours or the service's) as a failure; too many lock the subject out.
+// Every refusal is rendered by `layer::render`, which adds the policy's realm (if set) to the
+// challenge through core's `Rejection::with_realm`, as `JwtVerifyLayer` does.
 
 #[cfg(feature = "cedar")]
 mod cedar;

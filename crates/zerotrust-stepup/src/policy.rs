@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
-use zerotrust_core::{BehaviorStore, BehaviorWindows, Enforcement, RiskModel};
+use zerotrust_core::{
+    BehaviorStore, BehaviorWindows, Enforcement, Reason, Rejection, RejectionKind, RiskModel,
+};
 
 use crate::requirements::{Predicate, Requirements};
 
@@ -55,6 +57,15 @@ pub enum PolicyError {
         pattern: String,
         /// The permission.
         permission: String,
+    },
+    /// A realm that challenges cannot carry as given: empty, or with characters a quoted
+    /// `realm` drops (anything but printable ASCII, or `"` or `\`).
+    #[error("realm {realm:?} cannot be sent in a challenge: {reason}")]
+    Realm {
+        /// The realm as configured.
+        realm: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
 }
 
@@ -146,6 +157,8 @@ pub(crate) struct Compiled {
     pub(crate) risk_model: Arc<RiskModel>,
     pub(crate) behavior: Option<(Arc<dyn BehaviorStore>, BehaviorPolicy)>,
     pub(crate) clock: Clock,
+    /// The `realm` of every challenge this layer sends, checked at build.
+    pub(crate) realm: Option<Arc<str>>,
 }
 
 impl fmt::Debug for StepUpPolicy {
@@ -153,6 +166,7 @@ impl fmt::Debug for StepUpPolicy {
         f.debug_struct("StepUpPolicy")
             .field("routes", &self.inner.routes.len())
             .field("behavior", &self.inner.behavior.is_some())
+            .field("realm", &self.inner.realm)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +180,7 @@ pub struct StepUpPolicyBuilder {
     behavior: Option<(Arc<dyn BehaviorStore>, BehaviorPolicy)>,
     enforcement: Enforcement,
     clock: Clock,
+    realm: Option<Arc<str>>,
 }
 
 impl fmt::Debug for StepUpPolicyBuilder {
@@ -201,7 +216,21 @@ impl StepUpPolicy {
             behavior: None,
             enforcement: Enforcement::Enforce,
             clock: Arc::new(system_clock),
+            realm: None,
         }
+    }
+
+    /// The `realm` this policy's challenges carry, if one was set with
+    /// [`StepUpPolicyBuilder::realm`].
+    ///
+    /// ```
+    /// use zerotrust_stepup::StepUpPolicy;
+    /// let policy = StepUpPolicy::builder().realm("api").build().unwrap();
+    /// assert_eq!(policy.realm(), Some("api"));
+    /// assert_eq!(StepUpPolicy::builder().build().unwrap().realm(), None);
+    /// ```
+    pub fn realm(&self) -> Option<&str> {
+        self.inner.realm.as_deref()
     }
 
     /// The number of routes, the default included.
@@ -273,6 +302,34 @@ fn check_threshold(pattern: &str, name: &str, value: Option<f64>) -> Result<(), 
             reason: format!("{name} must be within 0..=1, not {v}"),
         }),
         _ => Ok(()),
+    }
+}
+
+/// Checks that `realm` reaches the client exactly as configured. The probe goes through
+/// [`Rejection::challenge`], the quoting every layer's challenges use (`JwtVerifyLayer::realm`
+/// included), so what passes here is what a client sees, with no second copy of the rules.
+fn check_realm(realm: &str) -> Result<(), PolicyError> {
+    const PROBE: Reason = Reason::new("stepup.realm_probe", "");
+    let refuse = |reason| PolicyError::Realm {
+        realm: realm.to_owned(),
+        reason,
+    };
+    if realm.is_empty() {
+        return Err(refuse("it is empty; leave the realm unset instead"));
+    }
+    let challenge = Rejection::new(RejectionKind::MissingCredentials, PROBE)
+        .with_realm(realm)
+        .challenge();
+    let sent = challenge
+        .as_deref()
+        .and_then(|c| c.strip_prefix("Bearer realm=\""))
+        .and_then(|c| c.strip_suffix('"'));
+    if sent == Some(realm) {
+        Ok(())
+    } else {
+        Err(refuse(
+            "only printable ASCII without '\"' and '\\' can be sent in a quoted realm",
+        ))
     }
 }
 
@@ -421,6 +478,46 @@ impl StepUpPolicyBuilder {
         self
     }
 
+    /// Names the protection space in this layer's challenges: `realm="..."` in every
+    /// `WWW-Authenticate` it sends (the 401 for a missing identity, the 400 for an ambiguous
+    /// path, the 403 `insufficient_scope` and the RFC 9470 `insufficient_user_authentication`
+    /// challenges). Unset (the default), challenges carry no `realm` parameter at all.
+    ///
+    /// **Set it to the same value as `JwtVerifyLayer::realm`** when both guard a resource, so a
+    /// client sees one protection space whichever layer challenges it (RFC 6750 §3; clients may
+    /// key credentials by realm). The realm is not read from the `JwtVerifyLayer` in front: the
+    /// layers share no configuration, only the request's `ZeroTrust`, and a realm is not a fact
+    /// about the request. Both layers render it through the same core code
+    /// ([`Rejection::with_realm`]), so one value gives byte-identical `realm` parameters.
+    ///
+    /// Where `JwtVerifyLayer` silently drops characters a quoted string cannot carry, this
+    /// builder refuses such a realm, and an empty one, at [`build`](Self::build)
+    /// ([`PolicyError::Realm`]): a realm that reaches the client changed, or as `realm=""`, is a
+    /// configuration mistake.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use zerotrust_stepup::{Requirements, StepUpLayer, StepUpPolicy};
+    ///
+    /// let policy = StepUpPolicy::builder()
+    ///     .realm("api") // the same realm as JwtVerifyLayer::new(verifier).realm("api")
+    ///     .route("/api/admin/*", Requirements::new().acr(["urn:example:acr:hwk"]))
+    ///     .build()
+    ///     .unwrap();
+    /// // A weak token on /api/admin/... is answered with
+    /// // WWW-Authenticate: Bearer realm="api", error="insufficient_user_authentication", ...
+    /// let app: Router = Router::new()
+    ///     .route("/api/admin/users", get(|| async { "users" }))
+    ///     .layer(StepUpLayer::new(policy));
+    ///
+    /// assert!(StepUpPolicy::builder().realm("").build().is_err());
+    /// assert!(StepUpPolicy::builder().realm("r\u{e9}alm").build().is_err());
+    /// ```
+    pub fn realm(mut self, realm: impl Into<Arc<str>>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
     /// Replaces the clock (seconds since the Unix epoch), for tests.
     ///
     /// ```
@@ -498,9 +595,12 @@ impl StepUpPolicyBuilder {
         })
     }
 
-    /// Compiles the policy: every pattern checked and put into the matcher, every threshold
-    /// checked, every permission resolved to the roles that grant it.
+    /// Compiles the policy: the realm checked, every pattern checked and put into the matcher,
+    /// every threshold checked, every permission resolved to the roles that grant it.
     pub fn build(mut self) -> Result<StepUpPolicy, PolicyError> {
+        if let Some(realm) = &self.realm {
+            check_realm(realm)?;
+        }
         let declared = std::mem::take(&mut self.routes);
         let mut routes = Vec::with_capacity(declared.len() + 1);
         let mut by_method: HashMap<Method, matchit::Router<usize>> = HashMap::new();
@@ -544,6 +644,7 @@ impl StepUpPolicyBuilder {
                 risk_model: Arc::new(self.risk_model),
                 behavior: self.behavior,
                 clock: self.clock,
+                realm: self.realm,
             }),
         })
     }
@@ -622,6 +723,37 @@ mod tests {
                 .route("/a", Requirements::new().permissions(["nobody:has"]))
                 .build()
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn realms_a_challenge_would_alter_are_refused_at_build() {
+        let realm = |r: &str| {
+            StepUpPolicy::builder()
+                .realm(r)
+                .build()
+                .map(|p| p.realm().map(str::to_owned))
+        };
+        for ok in ["api", "Example API v2", "https://api.example.com", "a'b~"] {
+            assert_eq!(realm(ok), Ok(Some(ok.to_owned())), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a\"b",
+            "a\\b",
+            "r\u{e9}alm",
+            "tab\there",
+            "new\nline",
+            "\u{7f}",
+        ] {
+            assert!(
+                matches!(realm(bad), Err(PolicyError::Realm { ref realm, .. }) if realm == bad),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            StepUpPolicy::builder().build().map(|p| p.realm().is_none()),
+            Ok(true)
         );
     }
 }

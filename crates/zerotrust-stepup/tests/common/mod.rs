@@ -65,6 +65,11 @@ pub struct App {
 
 /// Starts the full stack with `policy` deciding.
 pub async fn app(policy: StepUpPolicy, net: Net) -> App {
+    app_with_jwt_realm(policy, net, None).await
+}
+
+/// Starts the full stack with `policy` deciding and `JwtVerifyLayer::realm(jwt_realm)` if given.
+pub async fn app_with_jwt_realm(policy: StepUpPolicy, net: Net, jwt_realm: Option<&str>) -> App {
     let dev = DevIssuer::start().await.unwrap();
     let verifier = JwtVerifier::builder()
         .issuer(
@@ -94,11 +99,15 @@ pub async fn app(policy: StepUpPolicy, net: Net) -> App {
     }
     .build()
     .unwrap();
+    let jwt = match jwt_realm {
+        Some(realm) => JwtVerifyLayer::new(verifier).realm(realm),
+        None => JwtVerifyLayer::new(verifier),
+    };
     let router = routes()
         .layer(StepUpLayer::new(policy))
         .layer(GeoRiskLayer::new(geo))
         .layer(DeviceCheckLayer::new(devices))
-        .layer(JwtVerifyLayer::new(verifier));
+        .layer(jwt);
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
