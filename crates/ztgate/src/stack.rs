@@ -382,6 +382,10 @@ pub(crate) fn build_policy(
     for (role, permissions) in &config.stepup.rbac {
         builder = builder.role(role.clone(), permissions.iter().cloned());
     }
+    // One realm for the gateway: the step-up challenges name the token check's.
+    if let Some(realm) = &config.jwt.realm {
+        builder = builder.realm(realm.clone());
+    }
     let policy = builder.build().map_err(|e| fail(e.to_string()))?;
     Ok((policy, anonymous))
 }
