@@ -15,23 +15,11 @@ use common::*;
 use http::StatusCode;
 use serde_json::Value;
 
-const ROUTE: &str = r#"
-[[route]]
-prefix = "/api"
-upstream = "{upstream}"
-[route.policy]
-scopes = ["reports:read"]
-"#;
-
-/// The assertion the upstream received for GET `path_and_query`.
+/// The assertion the upstream received for GET `path` (with any query).
 async fn assertion_for(env: &Env, c: &HttpClient, path: &str, extra: &[(&str, &str)]) -> String {
-    let token = env.dev.mint();
-    let a = get(c, &format!("{}{path}", env.base()), Some(&token), extra).await;
+    let a = env.get_with_token(c, path, extra).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    a.json()["headers"]["x-zt-assertion"][0]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    echoed_assertion(&a.json()).to_owned()
 }
 
 async fn claims(env: &Env, c: &HttpClient, assertion: &str) -> Value {
@@ -40,7 +28,7 @@ async fn claims(env: &Env, c: &HttpClient, assertion: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_assertion_carries_the_query_the_upstream_receives_and_none_without_one() {
-    let env = env("query", ROUTE).await;
+    let env = env("query", API_ROUTE).await;
     let c = client();
     let with = assertion_for(&env, &c, "/api/reports?b=2&a=%20x", &[]).await;
     let claims_with = claims(&env, &c, &with).await;
@@ -52,7 +40,7 @@ async fn the_assertion_carries_the_query_the_upstream_receives_and_none_without_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_reuse_every_request_gets_a_fresh_assertion() {
-    let env = env("no-reuse", ROUTE).await;
+    let env = env("no-reuse", API_ROUTE).await;
     let c = client();
     let a = assertion_for(&env, &c, "/api/x?q=1", &[]).await;
     let b = assertion_for(&env, &c, "/api/x?q=1", &[]).await;
@@ -66,7 +54,7 @@ async fn without_reuse_every_request_gets_a_fresh_assertion() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_reuse_identical_requests_share_an_assertion_and_any_claim_change_gets_a_new_one() {
     let routes = format!(
-        "[identity]\nreuse_seconds = 1\n[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{ROUTE}"
+        "[identity]\nreuse_seconds = 1\n[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{API_ROUTE}"
     );
     let env = env("reuse", &routes).await;
     let c = client();
@@ -96,17 +84,14 @@ async fn with_reuse_identical_requests_share_an_assertion_and_any_claim_change_g
         assert_ne!(other, first, "{path} {extra:?}");
     }
     let posted = {
-        let req = http::Request::post(format!("{}/api/x?q=1", env.base()))
-            .header("authorization", format!("Bearer {}", env.dev.mint()))
+        let req = env
+            .request_with_token(http::Method::POST, "/api/x?q=1")
             .header("x-forwarded-for", "203.0.113.7")
             .body(axum::body::Body::empty())
             .unwrap();
         let a = send(&c, req).await;
         assert_eq!(a.status, StatusCode::OK);
-        a.json()["headers"]["x-zt-assertion"][0]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        echoed_assertion(&a.json()).to_owned()
     };
     assert_ne!(posted, first, "another method");
 
@@ -118,13 +103,7 @@ async fn with_reuse_identical_requests_share_an_assertion_and_any_claim_change_g
 
 #[test]
 fn reuse_seconds_must_be_at_most_10_and_below_the_ttl() {
-    let base = "[[listener]]\naddr = \"127.0.0.1:0\"\n[[issuer]]\nissuer = \"https://idp.example.test\"\naudiences = [\"api\"]\n[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\n";
-    let parse = |identity: &str| {
-        ztgate::Config::parse(
-            &format!("{base}[identity]\n{identity}\n"),
-            std::path::Path::new("gw.toml"),
-        )
-    };
+    let parse = |identity: &str| parse_config(&format!("{MINIMAL_CONFIG}[identity]\n{identity}\n"));
     assert!(parse("reuse_seconds = 10").is_ok());
     let e = parse("reuse_seconds = 11").unwrap_err();
     assert_eq!(e.key, "identity.reuse_seconds", "{e}");

@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -33,47 +31,18 @@ async fn the_binary_serves_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     let a = upstream("a").await;
     let b = upstream("b").await;
     let dir = temp_dir("binary-run");
-    let route = |up: &str| {
-        format!(
-            "[[route]]\nprefix = \"/api\"\nupstream = \"{up}\"\n[route.policy]\nscopes = [\"reports:read\"]\n"
-        )
-    };
-    let path = dir.join("ztgate.toml");
-    std::fs::write(&path, base_config(&dev, &dir) + &route(&a.url())).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ztgate"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "ztgate=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let addr: SocketAddr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("ztgate did not report its address");
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let config = |up: &Upstream| base_config(&dev, &dir) + &route("/api", &up.url(), "");
+    let path = write_config(&dir, &config(&a));
+    let mut ztgate = spawn_ztgate(&path, |_| {});
+    let pid = ztgate.child.id();
     let c = client();
-    let url = format!("http://{addr}/api/who");
+    let url = format!("http://{}/api/who", ztgate.addr);
     let token = dev.mint();
     let first = get(&c, &url, Some(&token), &[]).await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.json()["upstream"], "a");
 
-    std::fs::write(&path, base_config(&dev, &dir) + &route(&b.url())).unwrap();
+    write_config(&dir, &config(&b));
     signal(pid, "HUP");
     let mut switched = false;
     for _ in 0..100 {
@@ -88,17 +57,17 @@ async fn the_binary_serves_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     signal(pid, "TERM");
     let mut exited = None;
     for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = ztgate.child.try_wait().unwrap() {
             exited = Some(status);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let Some(status) = exited else {
-        let _ = child.kill();
+        // Dropping `ztgate` kills it.
         panic!("ztgate did not exit within 30 s of SIGTERM");
     };
     assert!(status.success(), "{status}");
-    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let audit = audit_log(&dir);
     assert!(audit.lines().count() >= 2, "{audit}");
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 
-use common::temp_dir;
+use common::{start_refused, temp_dir};
 use ztgate::{Config, ConfigError};
 
 const VALID: &str = r#"
@@ -105,7 +105,7 @@ async fn the_gateway_refuses_an_unknown_policy_key_at_start_naming_route_and_key
         VALID.replace("scopes = [\"a\"]", "scopes = [\"a\"]\nmax_risc = 0.5"),
     )
     .unwrap();
-    let e = ztgate::Gateway::start(&path).await.unwrap_err().to_string();
+    let e = start_refused(&path).await;
     assert!(e.contains("gw.toml:"), "{e}");
     assert!(e.contains("route[0].policy"), "{e}");
     assert!(e.contains("max_risc"), "{e}");

@@ -10,92 +10,37 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
 const BILLING: &str = "spiffe://example.test/workload/billing";
 const FRONTEND: &str = "spiffe://example.test/workload/frontend";
 
-struct Pki {
-    ca: CertificateDer<'static>,
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-type Leaf = (
-    Vec<CertificateDer<'static>>,
-    PrivateKeyDer<'static>,
-    String,
-    String,
-);
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap();
-        Self {
-            ca: ca.der().clone(),
-            ca_pem: ca.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// `(chain, key, chain PEM, key PEM)`.
-    fn leaf(&self, san: SanType, usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = vec![san];
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            cert.pem(),
-            key.serialize_pem(),
-        )
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// GET `path` over TLS, with an optional client certificate; `Err` when the handshake or the
 /// exchange fails.
 async fn fetch(
-    pki: &Pki,
+    ca: &Ca,
     addr: SocketAddr,
     client: Option<&Leaf>,
     path: &str,
     token: Option<&str>,
 ) -> Result<(u16, Value), String> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.clone()).unwrap();
+    roots.add(ca.der.clone()).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
     let config = match client {
-        Some((chain, key, _, _)) => builder
-            .with_client_auth_cert(chain.clone(), key.clone_key())
+        Some(leaf) => builder
+            .with_client_auth_cert(leaf.chain.clone(), leaf.key.clone_key())
             .unwrap(),
         None => builder.with_no_client_auth(),
     };
@@ -131,119 +76,76 @@ async fn fetch(
     .map_err(|_| "timed out".to_owned())?
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_client_certificate_is_the_workload_identity_checked_and_forwarded() {
-    let pki = Pki::new();
+    let ca = Ca::new();
     let dev = zerotrust_testkit::DevIssuer::start().await.unwrap();
     let up = upstream("a").await;
     let dir = temp_dir("mtls");
-    let (_, _, server_pem, server_key) = pki.leaf(
-        SanType::IpAddress("127.0.0.1".parse().unwrap()),
-        ExtendedKeyUsagePurpose::ServerAuth,
+    let server = ca.server_for_localhost();
+    let listener_tls = format!(
+        "[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"",
+        write_file(&dir, "server.crt", &server.cert_pem),
+        write_file(&dir, "server.key", &server.key_pem),
+        write_file(&dir, "ca.pem", &ca.pem),
     );
-    let cert = write(&dir, "server.crt", &server_pem);
-    let key = write(&dir, "server.key", &server_key);
-    let ca = write(&dir, "ca.pem", &pki.ca_pem);
-    let text = format!(
+    let routes = format!(
         r#"
-[[listener]]
-addr = "127.0.0.1:0"
-[listener.tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-
-[[issuer]]
-issuer = "{issuer}"
-audiences = ["{aud}"]
-allow_insecure_http = true
-
-[audit]
-file = "{audit}"
-
 [[route]]
 prefix = "/svc"
 upstream = "{up}"
 [route.policy]
 anonymous = true
 workloads = ["{BILLING}"]
-
-[[route]]
-prefix = "/api"
-upstream = "{up}"
-[route.policy]
-scopes = ["reports:read"]
 "#,
-        issuer = dev.issuer(),
-        aud = zerotrust_testkit::DEFAULT_AUDIENCE,
-        audit = dir.join("audit.jsonl").display(),
         up = up.url(),
-    );
-    let path = dir.join("ztgate.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = ztgate::Gateway::start(&path).await.unwrap();
+    ) + &API_ROUTE.replace("{upstream}", &up.url());
+    let text = config_head(&dev, &dir, &listener_tls) + &routes;
+    let gw = start_gateway(&write_config(&dir, &text)).await;
     let addr = gw.local_addrs()[0];
-    let billing = pki.leaf(
-        SanType::URI(BILLING.try_into().unwrap()),
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    let frontend = pki.leaf(
-        SanType::URI(FRONTEND.try_into().unwrap()),
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
+    let billing = ca.client_for_uri(BILLING);
+    let frontend = ca.client_for_uri(FRONTEND);
 
     // The billing workload, no token: admitted by its certificate; the upstream learns who.
-    let (status, echo) = fetch(&pki, addr, Some(&billing), "/svc/charge", None)
+    let (status, echo) = fetch(&ca, addr, Some(&billing), "/svc/charge", None)
         .await
         .unwrap();
     assert_eq!(status, 200, "{echo}");
-    let assertion = echo["headers"]["x-zt-assertion"][0].as_str().unwrap();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(echoed_assertion(&echo))
         .unwrap()
         .claims;
     assert_eq!(claims["zt"]["workload"]["uri"], BILLING);
     assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
 
     // Another workload of the same CA: 403.
-    let (status, _) = fetch(&pki, addr, Some(&frontend), "/svc/charge", None)
+    let (status, _) = fetch(&ca, addr, Some(&frontend), "/svc/charge", None)
         .await
         .unwrap();
     assert_eq!(status, 403);
 
     // A user route over the same mTLS listener still needs the token.
-    let (status, _) = fetch(&pki, addr, Some(&frontend), "/api/x", None)
+    let (status, _) = fetch(&ca, addr, Some(&frontend), "/api/x", None)
         .await
         .unwrap();
     assert_eq!(status, 401);
     let token = dev.mint();
-    let (status, echo) = fetch(&pki, addr, Some(&frontend), "/api/x", Some(&token))
+    let (status, echo) = fetch(&ca, addr, Some(&frontend), "/api/x", Some(&token))
         .await
         .unwrap();
     assert_eq!(status, 200);
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(
-        echo["headers"]["x-zt-assertion"][0].as_str().unwrap(),
-    )
-    .unwrap()
-    .claims;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(echoed_assertion(&echo))
+        .unwrap()
+        .claims;
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["zt"]["workload"]["uri"], FRONTEND);
 
     // No client certificate: the handshake (or the first exchange) fails, nothing reaches upstream.
-    let before = up.state.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let before = up.hits();
     assert!(
-        fetch(&pki, addr, None, "/api/x", Some(&token))
+        fetch(&ca, addr, None, "/api/x", Some(&token))
             .await
             .is_err()
     );
-    assert_eq!(
-        up.state.hits.load(std::sync::atomic::Ordering::SeqCst),
-        before
-    );
+    assert_eq!(up.hits(), before);
     gw.shutdown().await.unwrap();
 }

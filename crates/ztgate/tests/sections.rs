@@ -22,53 +22,27 @@ use serde::Serialize;
 use serde_json::json;
 use zerotrust_testkit::{SigningKey, TokenBuilder, unix_now};
 
-const ROUTE: &str = r#"
-[[route]]
-prefix = "/api"
-upstream = "{upstream}"
-[route.policy]
-scopes = ["reports:read"]
-"#;
-
 /// The client address comes from `X-Forwarded-For`, set by the test (the peer is loopback).
 const VIA_LOOPBACK: &str = "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
 
-fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.display().to_string()
-}
-
-async fn status_from(env: &Env, c: &HttpClient, ip: &str, extra: &[(&str, &str)]) -> Answer {
-    let mut headers = vec![("x-forwarded-for", ip)];
-    headers.extend_from_slice(extra);
-    get(
-        c,
-        &format!("{}/api/x", env.base()),
-        Some(&env.dev.mint()),
-        &headers,
-    )
-    .await
-}
-
-/// Starts with `sections` (which may use `{dir}` for the test directory, created first).
-async fn env_with(tag: &str, sections: impl FnOnce(&Path) -> String) -> Env {
-    let dir = temp_dir(&format!("{tag}-files"));
-    env(tag, &(sections(&dir) + ROUTE)).await
-}
-
-async fn start_error(tag: &str, sections: impl FnOnce(&Path) -> String) -> String {
-    let dev = zerotrust_testkit::DevIssuer::start().await.unwrap();
-    let dir = temp_dir(tag);
-    let up = "http://127.0.0.1:9";
-    let text = base_config(&dev, &dir) + &sections(&dir) + &ROUTE.replace("{upstream}", up);
-    let path = dir.join("ztgate.toml");
-    std::fs::write(&path, text).unwrap();
-    tokio::time::timeout(WAIT, ztgate::Gateway::start(&path))
+/// GET `/api/x` with a token, from the client address `ip` (see [`VIA_LOOPBACK`]).
+async fn status_from(env: &Env, c: &HttpClient, ip: &str) -> Answer {
+    env.get_with_token(c, "/api/x", &[("x-forwarded-for", ip)])
         .await
-        .unwrap()
-        .unwrap_err()
-        .to_string()
+}
+
+/// Starts with `sections(dir)` (`dir` is the test directory, for the files they name) before
+/// the `/api` route.
+async fn env_with(tag: &str, sections: impl FnOnce(&Path) -> String) -> Env {
+    env_for(tag, upstream("a").await, |dir| sections(dir) + API_ROUTE).await
+}
+
+/// The refusal of `sections(dir)` before an `/api` route (to an upstream that is never reached).
+async fn start_error(tag: &str, sections: impl FnOnce(&Path) -> String) -> String {
+    start_refusal(tag, |dir| {
+        sections(dir) + &API_ROUTE.replace("{upstream}", "http://127.0.0.1:9")
+    })
+    .await
 }
 
 // ------------------------------------------------------------------------------ network lists
@@ -76,28 +50,28 @@ async fn start_error(tag: &str, sections: impl FnOnce(&Path) -> String) -> Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn network_list_files_block_and_anonymizer_lists_refuse_when_asked() {
     let env = env_with("lists", |dir| {
-        let blocked = write(dir, "blocked.txt", "# blocked\n192.0.2.0/24\n");
-        let tor = write(dir, "tor.txt", "198.51.100.7\n");
+        let blocked = write_file(dir, "blocked.txt", "# blocked\n192.0.2.0/24\n");
+        let tor = write_file(dir, "tor.txt", "198.51.100.7\n");
         format!(
             "{VIA_LOOPBACK}[geo]\nblocked_networks_files = [\"{blocked}\"]\nblock_anonymizers = true\n[geo.anonymizer_lists]\ntor = \"{tor}\"\n"
         )
     })
     .await;
     let c = client();
-    let blocked = status_from(&env, &c, "192.0.2.10", &[]).await;
+    let blocked = status_from(&env, &c, "192.0.2.10").await;
     assert_eq!(blocked.status, StatusCode::FORBIDDEN);
     assert_eq!(blocked.json()["code"], "network.blocked_address");
-    let tor = status_from(&env, &c, "198.51.100.7", &[]).await;
+    let tor = status_from(&env, &c, "198.51.100.7").await;
     assert_eq!(tor.status, StatusCode::FORBIDDEN);
     assert_eq!(tor.json()["code"], "network.anonymizer_blocked");
-    let fine = status_from(&env, &c, "8.8.8.8", &[]).await;
+    let fine = status_from(&env, &c, "8.8.8.8").await;
     assert_eq!(fine.status, StatusCode::OK, "{:?}", fine.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_or_missing_list_file_is_refused_naming_its_key() {
     let e = start_error("lists-bad", |dir| {
-        let bad = write(dir, "trusted.txt", "10.0.0.0/8\nnot-a-network\n");
+        let bad = write_file(dir, "trusted.txt", "10.0.0.0/8\nnot-a-network\n");
         format!("[geo]\ntrusted_networks_files = [\"{bad}\"]\n")
     })
     .await;
@@ -179,35 +153,35 @@ fn asn_db() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn maxmind_databases_place_addresses_for_country_and_asn_rules() {
     let env = env_with("maxmind", |dir| {
-        let country = write(dir, "country.mmdb", country_db());
-        let asn = write(dir, "asn.mmdb", asn_db());
+        let country = write_file(dir, "country.mmdb", country_db());
+        let asn = write_file(dir, "asn.mmdb", asn_db());
         format!(
             "{VIA_LOOPBACK}[geo]\nblock_countries = [\"SE\"]\nblock_asns = [64496]\n[geo.maxmind]\ncountry = \"{country}\"\nasn = \"{asn}\"\n"
         )
     })
     .await;
     let c = client();
-    let sweden = status_from(&env, &c, "8.8.8.8", &[]).await;
+    let sweden = status_from(&env, &c, "8.8.8.8").await;
     assert_eq!(sweden.status, StatusCode::FORBIDDEN);
     assert_eq!(sweden.json()["code"], "network.blocked_country");
-    let asn = status_from(&env, &c, "9.9.9.9", &[]).await;
+    let asn = status_from(&env, &c, "9.9.9.9").await;
     assert_eq!(asn.status, StatusCode::FORBIDDEN);
     assert_eq!(asn.json()["code"], "network.blocked_asn");
-    let fine = status_from(&env, &c, "1.1.1.1", &[]).await;
+    let fine = status_from(&env, &c, "1.1.1.1").await;
     assert_eq!(fine.status, StatusCode::OK, "{:?}", fine.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_maxmind_database_of_the_wrong_kind_or_not_a_database_is_refused_naming_its_key() {
     let e = start_error("maxmind-kind", |dir| {
-        let asn = write(dir, "asn.mmdb", asn_db());
+        let asn = write_file(dir, "asn.mmdb", asn_db());
         format!("[geo.maxmind]\ncity = \"{asn}\"\n")
     })
     .await;
     assert!(e.contains("geo.maxmind.city"), "{e}");
     assert!(e.contains("GeoLite2-ASN"), "{e}");
     let e = start_error("maxmind-junk", |dir| {
-        let junk = write(dir, "junk.mmdb", "not a database");
+        let junk = write_file(dir, "junk.mmdb", "not a database");
         format!("[geo.maxmind]\nasn = \"{junk}\"\n")
     })
     .await;
@@ -229,19 +203,9 @@ async fn requests_outside_working_hours_carry_the_outside_hours_signal() {
     })
     .await;
     let c = client();
-    let a = get(
-        &c,
-        &format!("{}/api/x", env.base()),
-        Some(&env.dev.mint()),
-        &[],
-    )
-    .await;
+    let a = env.get_with_token(&c, "/api/x", &[]).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    let records = audit_records(&env.gw, &env.dir).await;
-    let record = records
-        .iter()
-        .find(|r| r["url"]["path"] == "/api/x")
-        .unwrap();
+    let record = env.audit_record(|r| r["url"]["path"] == "/api/x").await;
     assert!(
         record.to_string().contains("time.outside_hours"),
         "{record:#}"
@@ -250,9 +214,8 @@ async fn requests_outside_working_hours_carry_the_outside_hours_signal() {
 
 #[test]
 fn invalid_working_hours_are_refused_naming_the_key() {
-    let base = "[[listener]]\naddr = \"127.0.0.1:0\"\n[[issuer]]\nissuer = \"https://idp.example.test\"\naudiences = [\"api\"]\n[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\n[geo.working_hours]\n";
     let parse = |hours: &str| {
-        ztgate::Config::parse(&format!("{base}{hours}\n"), Path::new("gw.toml"))
+        parse_config(&format!("{MINIMAL_CONFIG}[geo.working_hours]\n{hours}\n"))
             .err()
             .map(|e| e.key)
     };
@@ -306,45 +269,40 @@ async fn signed_posture_assertions_identify_the_device_and_forged_ones_are_refus
     let mdm = SigningKey::es256("mdm-1");
     let jwks = json!({ "keys": [mdm.public_jwk()] }).to_string();
     let env = env_with("posture", |dir| {
-        let jwks = write(dir, "mdm-jwks.json", &jwks);
+        let jwks = write_file(dir, "mdm-jwks.json", &jwks);
         format!(
             "[device]\nauto_register = true\n[device.posture]\nissuer = \"{MDM}\"\njwks = \"{jwks}\"\naudience = \"ztgate\"\n"
         )
     })
     .await;
     let c = client();
-    let url = format!("{}/api/x", env.base());
-    let token = env.dev.mint();
     let assertion = posture(&mdm, "laptop-7", "alice");
-    let a = get(&c, &url, Some(&token), &[("x-device-posture", &assertion)]).await;
+    let a = env
+        .get_with_token(&c, "/api/x", &[("x-device-posture", &assertion)])
+        .await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    let echo = a.json();
-    let claims = verify_assertion(
-        &c,
-        &env.base(),
-        echo["headers"]["x-zt-assertion"][0].as_str().unwrap(),
-        &env.up.url(),
-    )
-    .await;
+    let claims = env.echoed_claims(&c, &a.json()).await;
     assert_eq!(claims["zt"]["device"], "laptop-7");
     // Signed by another key: refused; none at all: refused.
     let forged = posture(&SigningKey::es256("mdm-1"), "laptop-7", "alice");
-    let f = get(&c, &url, Some(&token), &[("x-device-posture", &forged)]).await;
+    let f = env
+        .get_with_token(&c, "/api/x", &[("x-device-posture", &forged)])
+        .await;
     assert_eq!(f.status, StatusCode::FORBIDDEN);
-    let none = get(&c, &url, Some(&token), &[]).await;
+    let none = env.get_with_token(&c, "/api/x", &[]).await;
     assert_eq!(none.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn posture_keys_that_cannot_be_used_are_refused_at_start_naming_the_key() {
     let e = start_error("posture-bad", |dir| {
-        let jwks = write(dir, "jwks.json", "{\"not\": \"a key set\"}");
+        let jwks = write_file(dir, "jwks.json", "{\"not\": \"a key set\"}");
         format!("[device]\n[device.posture]\nissuer = \"{MDM}\"\njwks = \"{jwks}\"\n")
     })
     .await;
     assert!(e.contains("device.posture.jwks"), "{e}");
     let e = start_error("posture-empty", |dir| {
-        let jwks = write(dir, "jwks.json", "{\"keys\": []}");
+        let jwks = write_file(dir, "jwks.json", "{\"keys\": []}");
         format!("[device]\n[device.posture]\nissuer = \"{MDM}\"\njwks = \"{jwks}\"\n")
     })
     .await;
@@ -353,7 +311,7 @@ async fn posture_keys_that_cannot_be_used_are_refused_at_start_naming_the_key() 
         "{e}"
     );
     let e = start_error("posture-header", |dir| {
-        let jwks = write(dir, "jwks.json", "{\"keys\": []}");
+        let jwks = write_file(dir, "jwks.json", "{\"keys\": []}");
         format!(
             "[device]\n[device.posture]\nissuer = \"{MDM}\"\njwks = \"{jwks}\"\nheader = \"bad header\"\n"
         )
@@ -365,35 +323,29 @@ async fn posture_keys_that_cannot_be_used_are_refused_at_start_naming_the_key() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_re_reads_list_files_even_when_the_section_did_not_change() {
     let files = temp_dir("lists-reload-files");
-    let blocked = write(&files, "blocked.txt", "192.0.2.0/24\n");
+    let blocked = write_file(&files, "blocked.txt", "192.0.2.0/24\n");
     let env = env(
         "lists-reload",
-        &format!("{VIA_LOOPBACK}[geo]\nblocked_networks_files = [\"{blocked}\"]\n{ROUTE}"),
+        &format!("{VIA_LOOPBACK}[geo]\nblocked_networks_files = [\"{blocked}\"]\n{API_ROUTE}"),
     )
     .await;
     let c = client();
     assert_eq!(
-        status_from(&env, &c, "198.51.100.9", &[]).await.status,
+        status_from(&env, &c, "198.51.100.9").await.status,
         StatusCode::OK
     );
-    write(&files, "blocked.txt", "192.0.2.0/24\n198.51.100.0/24\n");
-    tokio::time::timeout(WAIT, env.gw.reload())
-        .await
-        .unwrap()
-        .unwrap();
+    write_file(&files, "blocked.txt", "192.0.2.0/24\n198.51.100.0/24\n");
+    env.reload().await.unwrap();
     assert_eq!(
-        status_from(&env, &c, "198.51.100.9", &[]).await.status,
+        status_from(&env, &c, "198.51.100.9").await.status,
         StatusCode::FORBIDDEN
     );
     // A list that became invalid: the reload is refused and the running lists stay.
-    write(&files, "blocked.txt", "garbage\n");
-    let e = tokio::time::timeout(WAIT, env.gw.reload())
-        .await
-        .unwrap()
-        .unwrap_err();
+    write_file(&files, "blocked.txt", "garbage\n");
+    let e = env.reload().await.unwrap_err();
     assert_eq!(e.key, "geo.blocked_networks_files[0]", "{e}");
     assert_eq!(
-        status_from(&env, &c, "198.51.100.9", &[]).await.status,
+        status_from(&env, &c, "198.51.100.9").await.status,
         StatusCode::FORBIDDEN
     );
 }

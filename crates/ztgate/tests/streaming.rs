@@ -13,29 +13,38 @@ use aws_lc_rs::digest;
 use axum::body::Body;
 use common::*;
 use futures_util::StreamExt as _;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
-
-const ROUTE: &str = r#"
-[[route]]
-prefix = "/api"
-upstream = "{upstream}"
-[route.policy]
-scopes = ["reports:read"]
-"#;
+use hyper::body::Incoming;
 
 /// 64 MiB in 64 KiB chunks.
 const CHUNKS: u64 = 1024;
 
+/// GET `/api/trickle` (one chunk, then the rest once the upstream is released): the body, after
+/// a 200 status.
+async fn trickle_body(env: &Env, c: &HttpClient) -> Incoming {
+    let req = env
+        .request_with_token(Method::GET, "/api/trickle")
+        .body(Body::empty())
+        .unwrap();
+    let resp = send_for_head(c, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body()
+}
+
+/// POST `body` with a token to `/api/upload`, where the upstream answers its length and SHA-256.
+fn upload(env: &Env, body: Body) -> http::Request<Body> {
+    env.request_with_token(Method::POST, "/api/upload")
+        .body(body)
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_64_mib_upload_streams_to_the_upstream_intact() {
-    let env = env("upload", ROUTE).await;
+    let env = env("upload", API_ROUTE).await;
     let c = client();
     let stream = futures_util::stream::iter((0..CHUNKS).map(|i| Ok::<_, std::io::Error>(chunk(i))));
-    let req = http::Request::post(format!("{}/api/upload", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
-        .body(Body::from_stream(stream))
-        .unwrap();
+    let req = upload(&env, Body::from_stream(stream));
     let a = send(&c, req).await;
     assert_eq!(a.status, StatusCode::OK);
     let got = a.json();
@@ -45,10 +54,10 @@ async fn a_64_mib_upload_streams_to_the_upstream_intact() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_64_mib_download_streams_to_the_client_intact() {
-    let env = env("download", ROUTE).await;
+    let env = env("download", API_ROUTE).await;
     let c = client();
-    let req = http::Request::get(format!("{}/api/download/{CHUNKS}", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
+    let req = env
+        .request_with_token(Method::GET, &format!("/api/download/{CHUNKS}"))
         .body(Body::empty())
         .unwrap();
     let (len, sha) = tokio::time::timeout(WAIT, async {
@@ -73,18 +82,9 @@ async fn a_64_mib_download_streams_to_the_client_intact() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_response_bytes_arrive_before_the_upstream_finishes() {
-    let env = env("trickle", ROUTE).await;
+    let env = env("trickle", API_ROUTE).await;
     let c = client();
-    let req = http::Request::get(format!("{}/api/trickle", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
-        .body(Body::empty())
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, c.request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
+    let mut body = trickle_body(&env, &c).await;
     // The upstream holds back the second chunk until released: the first must already be here.
     let mut got = 0usize;
     while got < CHUNK {
@@ -104,22 +104,18 @@ async fn the_first_response_bytes_arrive_before_the_upstream_finishes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upstream_reads_the_first_request_bytes_before_the_client_sends_the_rest() {
-    let env = env("first-chunk", ROUTE).await;
+    let env = env("first-chunk", API_ROUTE).await;
     let c = client();
-    let state = env.up.state.clone();
     // The body sends one chunk, then waits until the upstream has seen it.
-    let waiter = state.clone();
-    let stream = futures_util::stream::once(async { Ok::<_, std::io::Error>(chunk(0)) }).chain(
-        futures_util::stream::once(async move {
-            tokio::time::timeout(WAIT, waiter.started.notified())
-                .await
-                .expect("the gateway held the first chunk back");
-            Ok(chunk(1))
-        }),
-    );
-    let req = http::Request::post(format!("{}/api/first-chunk", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
-        .body(Body::from_stream(stream))
+    let upstream = env.up.state.clone();
+    let body = two_chunks(async move {
+        tokio::time::timeout(WAIT, upstream.started.notified())
+            .await
+            .expect("the gateway held the first chunk back");
+    });
+    let req = env
+        .request_with_token(Method::POST, "/api/first-chunk")
+        .body(body)
         .unwrap();
     let a = send(&c, req).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -128,11 +124,11 @@ async fn the_upstream_reads_the_first_request_bytes_before_the_client_sends_the_
 
 /// The idle timeout of both bodies, short for the tests.
 fn stall_config() -> String {
-    format!("[upstream]\nbody_idle_timeout_ms = 300\n{ROUTE}")
+    format!("[upstream]\nbody_idle_timeout_ms = 300\n{API_ROUTE}")
 }
 
 async fn body_timeouts_counted(env: &Env, c: &HttpClient) -> bool {
-    let m = get(c, &format!("{}/metrics", env.base()), None, &[]).await;
+    let m = get(c, &env.url("/metrics"), None, &[]).await;
     String::from_utf8_lossy(&m.body).lines().any(|l| {
         l.starts_with("ztgate_upstream_errors_total")
             && l.contains("kind=\"body_timeout\"")
@@ -144,16 +140,7 @@ async fn body_timeouts_counted(env: &Env, c: &HttpClient) -> bool {
 async fn an_upstream_that_stalls_mid_body_gets_the_response_aborted_after_the_idle_timeout() {
     let env = env("stall-response", &stall_config()).await;
     let c = client();
-    let req = http::Request::get(format!("{}/api/trickle", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
-        .body(Body::empty())
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, c.request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
+    let mut body = trickle_body(&env, &c).await;
     // The first chunk arrives; then the upstream stalls (never released) and the gateway aborts.
     let mut got = 0usize;
     let started = std::time::Instant::now();
@@ -179,16 +166,8 @@ async fn a_client_that_stalls_mid_upload_gets_a_408_problem_and_the_upload_is_cu
     let env = env("stall-request", &stall_config()).await;
     let c = client();
     // One chunk, then nothing for longer than the test may run.
-    let stream = futures_util::stream::once(async { Ok::<_, std::io::Error>(chunk(0)) }).chain(
-        futures_util::stream::once(async {
-            tokio::time::sleep(WAIT).await;
-            Ok(chunk(1))
-        }),
-    );
-    let req = http::Request::post(format!("{}/api/upload", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
-        .body(Body::from_stream(stream))
-        .unwrap();
+    let body = two_chunks(tokio::time::sleep(WAIT));
+    let req = upload(&env, body);
     let resp = tokio::time::timeout(WAIT, c.request(req))
         .await
         .expect("the stalled upload was not cut off")
@@ -209,10 +188,7 @@ async fn a_slow_but_steady_body_is_not_cut_off() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         Ok::<_, std::io::Error>(chunk(i))
     });
-    let req = http::Request::post(format!("{}/api/upload", env.base()))
-        .header("authorization", format!("Bearer {}", env.dev.mint()))
-        .body(Body::from_stream(stream))
-        .unwrap();
+    let req = upload(&env, Body::from_stream(stream));
     let a = send(&c, req).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["sha256"], expected_sha256(6));

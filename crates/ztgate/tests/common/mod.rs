@@ -10,8 +10,11 @@
 )]
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,13 +29,20 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use zerotrust_testkit::{DEFAULT_AUDIENCE, DevIssuer};
 
 /// The bound on any single wait in these tests.
@@ -90,7 +100,21 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn url(&self) -> String {
+    /// How many requests reached this upstream.
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// An upstream a gateway can be put in front of: what its routes name as `{upstream}`, and the
+/// audience of the assertions it receives.
+pub trait Origin {
+    /// `scheme://host:port`.
+    fn url(&self) -> String;
+}
+
+impl Origin for Upstream {
+    fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -151,14 +175,7 @@ async fn slow(State(s): State<Arc<UpstreamState>>) -> Response {
 /// Sends one chunk, then the rest only after the test released it.
 async fn trickle(State(s): State<Arc<UpstreamState>>) -> Response {
     s.hits.fetch_add(1, Ordering::SeqCst);
-    let state = s;
-    let stream = futures_util::stream::once(async { Ok::<_, std::io::Error>(chunk(0)) }).chain(
-        futures_util::stream::once(async move {
-            state.release.notified().await;
-            Ok(chunk(1))
-        }),
-    );
-    Body::from_stream(stream).into_response()
+    two_chunks(async move { s.release.notified().await }).into_response()
 }
 
 /// Signals the first chunk of the request body, then reads the rest.
@@ -206,6 +223,19 @@ pub async fn closed_port() -> SocketAddr {
     addr
 }
 
+/// A body of two generated chunks: [`chunk`]`(0)` at once, [`chunk`]`(1)` once `before_second`
+/// completes (its first bytes exist before its last ones do).
+pub fn two_chunks(before_second: impl Future<Output = ()> + Send + 'static) -> Body {
+    let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(chunk(0)) });
+    let second = futures_util::stream::once(async move {
+        before_second.await;
+        Ok(chunk(1))
+    });
+    Body::from_stream(first.chain(second))
+}
+
+// ------------------------------------------------------------------------------ files and configs
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -219,12 +249,32 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Writes `contents` to `dir/name`; answers the path as a config file would name it.
+pub fn write_file(dir: &FsPath, name: &str, contents: impl AsRef<[u8]>) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+/// Writes `text` as `dir/ztgate.toml`; answers its path.
+pub fn write_config(dir: &FsPath, text: &str) -> PathBuf {
+    let path = dir.join("ztgate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The common head of a config: one plain listener on a free port, the dev issuer, an audit file.
-pub fn base_config(dev: &DevIssuer, dir: &std::path::Path) -> String {
+pub fn base_config(dev: &DevIssuer, dir: &FsPath) -> String {
+    config_head(dev, dir, "")
+}
+
+/// [`base_config`] with `listener_tls` (a `[listener.tls]` table) for the listener.
+pub fn config_head(dev: &DevIssuer, dir: &FsPath, listener_tls: &str) -> String {
     format!(
         r#"
 [[listener]]
 addr = "127.0.0.1:0"
+{listener_tls}
 
 [[issuer]]
 issuer = "{issuer}"
@@ -240,33 +290,90 @@ file = "{audit}"
     )
 }
 
-pub struct Env {
-    pub dev: DevIssuer,
-    pub up: Upstream,
-    pub gw: ztgate::Gateway,
-    pub dir: PathBuf,
-    pub config_path: PathBuf,
+/// The route most tests use: `/api` to `{upstream}`, for tokens with `reports:read`.
+pub const API_ROUTE: &str = r#"
+[[route]]
+prefix = "/api"
+upstream = "{upstream}"
+[route.policy]
+scopes = ["reports:read"]
+"#;
+
+/// A route for tokens with `reports:read`: `prefix` to `upstream`, then `tables` (TOML of the
+/// route's own sub-tables such as `[route.tls]`, or empty).
+pub fn route(prefix: &str, upstream: &str, tables: &str) -> String {
+    format!(
+        "[[route]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\n[route.policy]\nscopes = [\"reports:read\"]\n{tables}\n"
+    )
 }
 
-impl Env {
-    pub fn base(&self) -> String {
-        format!("http://{}", self.gw.local_addrs()[0])
-    }
+/// A complete config without a running issuer or upstream, for checks that only parse:
+/// extend it with a section.
+pub const MINIMAL_CONFIG: &str = "[[listener]]\naddr = \"127.0.0.1:0\"\n[[issuer]]\nissuer = \"https://idp.example.test\"\naudiences = [\"api\"]\n[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\n";
+
+/// Parses `text` as the file `gw.toml`.
+pub fn parse_config(text: &str) -> Result<ztgate::Config, ztgate::ConfigError> {
+    ztgate::Config::parse(text, FsPath::new("gw.toml"))
+}
+
+// ------------------------------------------------------------------------------ the gateway
+
+/// Starts a gateway from the config file at `path`, within [`WAIT`]; panics when it is refused.
+pub async fn start_gateway(path: &FsPath) -> ztgate::Gateway {
+    tokio::time::timeout(WAIT, ztgate::Gateway::start(path))
+        .await
+        .expect("the gateway did not start in time")
+        .unwrap_or_else(|e| panic!("the gateway refused to start: {e}"))
+}
+
+/// Starts a gateway from the config file at `path`, within [`WAIT`], expecting a refusal; answers
+/// its text.
+pub async fn start_refused(path: &FsPath) -> String {
+    tokio::time::timeout(WAIT, ztgate::Gateway::start(path))
+        .await
+        .expect("the gateway did not answer in time")
+        .expect_err("the gateway started")
+        .to_string()
+}
+
+/// Writes the base config plus `rest(dir)` (`dir` is the test's directory, for files `rest`
+/// names) and expects the gateway to refuse it; answers the refusal's text.
+pub async fn start_refusal(tag: &str, rest: impl FnOnce(&FsPath) -> String) -> String {
+    let dev = DevIssuer::start().await.unwrap();
+    let dir = temp_dir(tag);
+    let config_path = write_config(&dir, &(base_config(&dev, &dir) + &rest(&dir)));
+    start_refused(&config_path).await
+}
+
+/// A running gateway in front of `up`, with the dev issuer it trusts and its files.
+pub struct Env<U = Upstream> {
+    pub dev: DevIssuer,
+    pub up: U,
+    pub gw: ztgate::Gateway,
+    /// The test's directory: the config, the audit log, files the config names.
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
 }
 
 /// Starts an issuer, an upstream and a gateway with `routes` (TOML appended to the base config,
 /// `{upstream}` replaced with the upstream's URL).
 pub async fn env(tag: &str, routes: &str) -> Env {
+    env_for(tag, upstream("a").await, |_| routes.to_owned()).await
+}
+
+/// Starts an issuer and a gateway in front of `up`, with the base config plus `routes(dir)`
+/// (`dir` is the test's directory, for files the routes name; `{upstream}` is replaced with
+/// `up`'s URL).
+pub async fn env_for<U: Origin>(
+    tag: &str,
+    up: U,
+    routes: impl FnOnce(&FsPath) -> String,
+) -> Env<U> {
     let dev = DevIssuer::start().await.unwrap();
-    let up = upstream("a").await;
     let dir = temp_dir(tag);
-    let text = base_config(&dev, &dir) + &routes.replace("{upstream}", &up.url());
-    let config_path = dir.join("ztgate.toml");
-    std::fs::write(&config_path, text).unwrap();
-    let gw = tokio::time::timeout(WAIT, ztgate::Gateway::start(&config_path))
-        .await
-        .unwrap()
-        .unwrap();
+    let text = base_config(&dev, &dir) + &routes(&dir).replace("{upstream}", &up.url());
+    let config_path = write_config(&dir, &text);
+    let gw = start_gateway(&config_path).await;
     Env {
         dev,
         up,
@@ -275,6 +382,226 @@ pub async fn env(tag: &str, routes: &str) -> Env {
         config_path,
     }
 }
+
+impl<U> Env<U> {
+    /// The gateway's first listener, `http://host:port`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.gw.local_addrs()[0])
+    }
+
+    /// `path` (with any query) on the gateway.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    /// A request builder for `method path` on the gateway, with a fresh bearer token of the dev
+    /// issuer (subject `alice`, scope `reports:read`).
+    pub fn request_with_token(&self, method: http::Method, path: &str) -> http::request::Builder {
+        http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("authorization", format!("Bearer {}", self.dev.mint()))
+    }
+
+    /// GET `path` on the gateway with a fresh token of the dev issuer and `extra` headers.
+    pub async fn get_with_token(
+        &self,
+        client: &HttpClient,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        get(client, &self.url(path), Some(&self.dev.mint()), extra).await
+    }
+
+    /// Replaces `from` with `to` in the config file (for a reload to pick up).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config_path)
+            .unwrap()
+            .replace(from, to);
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    /// Reloads the config file, within [`WAIT`].
+    pub async fn reload(&self) -> Result<(), ztgate::ConfigError> {
+        tokio::time::timeout(WAIT, self.gw.reload())
+            .await
+            .expect("the reload did not finish in time")
+    }
+
+    /// The audit records written so far (after a flush).
+    pub async fn audit_records(&self) -> Vec<Value> {
+        tokio::time::timeout(WAIT, self.gw.audit().flush())
+            .await
+            .unwrap()
+            .unwrap();
+        audit_log(&self.dir)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The first audit record that `matches` (after a flush); panics listing them all when none
+    /// does.
+    pub async fn audit_record(&self, matches: impl Fn(&Value) -> bool) -> Value {
+        let records = self.audit_records().await;
+        records
+            .iter()
+            .find(|r| matches(r))
+            .cloned()
+            .unwrap_or_else(|| panic!("no such record in {records:#?}"))
+    }
+}
+
+impl<U: Origin> Env<U> {
+    /// Verifies the identity assertion the echoing upstream received (`echo` is its answer) with
+    /// the gateway's JWKS, for the upstream's origin as audience; answers its claims.
+    pub async fn echoed_claims(&self, client: &HttpClient, echo: &Value) -> Value {
+        verify_assertion(client, &self.base(), echoed_assertion(echo), &self.up.url()).await
+    }
+}
+
+impl Env {
+    /// Sends GET `/api/slow` in the background and answers once the upstream holds it (until
+    /// `up.state.release` is notified); the handle yields the answer.
+    pub async fn slow_request_in_flight(&self, client: &HttpClient) -> JoinHandle<Answer> {
+        let req = self
+            .request_with_token(http::Method::GET, "/api/slow")
+            .body(Body::empty())
+            .unwrap();
+        let client = client.clone();
+        let in_flight = tokio::spawn(async move { send(&client, req).await });
+        tokio::time::timeout(WAIT, self.up.state.started.notified())
+            .await
+            .expect("the slow request did not reach the upstream");
+        in_flight
+    }
+}
+
+// ------------------------------------------------------------------------------ the binary
+
+/// `ztgate --config FILE` as a child process, killed when dropped however the test ends.
+pub struct ZtgateProcess {
+    pub child: std::process::Child,
+    /// The address it reported listening on.
+    pub addr: SocketAddr,
+}
+
+impl Drop for ZtgateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with `config` (logging at info, `setup` may change its environment) and waits
+/// (bounded) until it logs the address it listens on.
+pub fn spawn_ztgate(config: &FsPath, setup: impl FnOnce(&mut Command)) -> ZtgateProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ztgate"));
+    command
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "ztgate=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    setup(&mut command);
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Kill it even when it never reports an address.
+    let mut process = ZtgateProcess {
+        child,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // Keeps draining stderr after the address is found: a closed pipe would fail the child's
+    // next log line.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    process.addr = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("ztgate did not report its address");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    process
+}
+
+// ------------------------------------------------------------------------------ certificates
+
+/// A test certificate authority (rcgen).
+pub struct Ca {
+    pub der: CertificateDer<'static>,
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate signed by a [`Ca`], with its key, in DER (for rustls) and PEM (for config files).
+pub struct Leaf {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    pub fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        Self {
+            der: ca.der().clone(),
+            pem: ca.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `sans`, for `usage`.
+    pub fn leaf(&self, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            chain: vec![cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A server certificate for the address 127.0.0.1.
+    pub fn server_for_localhost(&self) -> Leaf {
+        self.leaf(
+            vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate naming the workload `uri` (a SPIFFE ID) as its URI SAN.
+    pub fn client_for_uri(&self, uri: &str) -> Leaf {
+        self.leaf(
+            vec![SanType::URI(uri.try_into().unwrap())],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+}
+
+/// The rustls crypto provider of the tests' TLS clients and servers.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+// ------------------------------------------------------------------------------ the client
 
 pub type HttpClient = Client<HttpConnector, Body>;
 
@@ -311,6 +638,18 @@ pub async fn send(client: &HttpClient, req: http::Request<Body>) -> Answer {
     .expect("request timed out")
 }
 
+/// Sends `req` and answers as soon as the status and headers arrived (within [`WAIT`]), leaving
+/// the body to be read as it streams.
+pub async fn send_for_head(
+    client: &HttpClient,
+    req: http::Request<Body>,
+) -> http::Response<Incoming> {
+    tokio::time::timeout(WAIT, client.request(req))
+        .await
+        .expect("no response head in time")
+        .unwrap()
+}
+
 /// GET `url` with optional bearer token and extra headers.
 pub async fn get(
     client: &HttpClient,
@@ -326,6 +665,18 @@ pub async fn get(
         b = b.header(*n, *v);
     }
     send(client, b.body(Body::empty()).unwrap()).await
+}
+
+// ------------------------------------------------------------------------------ the identity assertion
+
+/// The first value of the request header `name` as an echoing upstream reports it.
+pub fn echoed_header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+/// The identity assertion an echoing upstream received.
+pub fn echoed_assertion(echo: &Value) -> &str {
+    echoed_header(echo, "x-zt-assertion").expect("the upstream received an assertion header")
 }
 
 /// Verifies an identity assertion with the JWKS served by the gateway at `base`, for `audience`;
@@ -364,17 +715,12 @@ pub async fn verify_assertion(
     claims
 }
 
-/// The audit records written so far (after a flush).
-pub async fn audit_records(gw: &ztgate::Gateway, dir: &std::path::Path) -> Vec<Value> {
-    tokio::time::timeout(WAIT, gw.audit().flush())
-        .await
-        .unwrap()
-        .unwrap();
-    std::fs::read_to_string(dir.join("audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+// ------------------------------------------------------------------------------ waiting, auditing
+
+/// The text of the audit file of the gateway started in `dir` (see [`base_config`]), as it is on
+/// disk: after a shutdown, or after [`Env::audit_records`] flushed it.
+pub fn audit_log(dir: &FsPath) -> String {
+    std::fs::read_to_string(dir.join("audit.jsonl")).unwrap()
 }
 
 /// Waits (bounded) until `f` holds.
