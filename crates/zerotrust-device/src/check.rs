@@ -10,8 +10,8 @@ use zerotrust_core::revocation::STORE_DEGRADED;
 use zerotrust_core::service::ContextUpdate;
 use zerotrust_core::{
     Compliance, DeviceAssessment, DeviceBinding, DeviceRecord, DeviceRegistry, DeviceStatus,
-    Enforcement, PeerCertificate, Posture, Registration, Rejection, RejectionKind, RiskSignal,
-    StoreError, ZeroTrust,
+    Enforcement, Identity, PeerCertificate, Posture, Registration, Rejection, RejectionKind,
+    RiskSignal, StoreError, ZeroTrust,
 };
 
 use crate::assertion::{AssertionError, AssertionVerifier, PostureAssertions, VerifiedAssertion};
@@ -411,16 +411,34 @@ impl DeviceCheckBuilder {
     }
 }
 
+/// The claims of one request as they are gathered: the strongest, and whether a weaker one
+/// named another device.
+#[derive(Debug, Default)]
+struct Claims {
+    strongest: Option<Claim>,
+    conflict: bool,
+}
+
+impl Claims {
+    fn push(&mut self, claim: Claim) {
+        match &self.strongest {
+            None => self.strongest = Some(claim),
+            Some(strongest) => self.conflict |= claim.id() != strongest.id(),
+        }
+    }
+}
+
 /// The device a request claims, by its strongest evidence.
 #[derive(Debug)]
 pub(crate) enum Claim {
+    // Shared: the id becomes the assessment's `device_id` without another copy.
     Header {
-        id: String,
+        id: Arc<str>,
         fingerprint: FingerprintDigest,
     },
     Assertion(Arc<VerifiedAssertion>),
     Certificate {
-        id: String,
+        id: Arc<str>,
     },
 }
 
@@ -437,6 +455,14 @@ impl Claim {
             Claim::Header { .. } => DeviceBinding::Header,
             Claim::Assertion(_) => DeviceBinding::Assertion,
             Claim::Certificate { .. } => DeviceBinding::Certificate,
+        }
+    }
+
+    /// The id as the shared string the assessment keeps.
+    fn shared_id(&self) -> Arc<str> {
+        match self {
+            Claim::Header { id, .. } | Claim::Certificate { id } => Arc::clone(id),
+            Claim::Assertion(a) => Arc::from(a.device_id.as_str()),
         }
     }
 }
@@ -495,15 +521,17 @@ impl DeviceCheck {
         now: i64,
     ) -> Result<Gathered, Rejection> {
         let inner = &*self.inner;
-        let mut claims: Vec<Claim> = Vec::with_capacity(1);
+        // Strongest first (certificate, assertion, headers); the others must name the same id.
+        // Kept as the first claim and a conflict flag: no allocation per request.
+        let mut claims = Claims::default();
 
         if let (Some(ids), Some(cert)) = (&inner.certificates, certificate) {
             let id = match ids {
-                CertificateIds::Sha256Fingerprint => Some(cert.sha256_hex().to_owned()),
+                CertificateIds::Sha256Fingerprint => Some(Arc::from(cert.sha256_hex())),
                 CertificateIds::UriSanPrefix(prefix) => cert
                     .uri_sans()
                     .find(|uri| uri.starts_with(prefix.as_str()) && uri.len() > prefix.len())
-                    .map(str::to_owned),
+                    .map(Arc::from),
             };
             match id {
                 Some(id) => claims.push(Claim::Certificate { id }),
@@ -540,7 +568,7 @@ impl DeviceCheck {
                         return Err(malformed());
                     }
                     claims.push(Claim::Header {
-                        id: id.to_owned(),
+                        id: Arc::from(id),
                         fingerprint: FingerprintDigest::of(fp),
                     });
                 }
@@ -549,8 +577,7 @@ impl DeviceCheck {
             }
         }
 
-        let mut claims = claims.into_iter();
-        let Some(strongest) = claims.next() else {
+        let Some(strongest) = claims.strongest else {
             return match inner.absent {
                 Absent::Refuse => Err(forbidden(reasons::REQUIRED)),
                 Absent::Signal(weight) => Ok(Gathered::Absent(RiskSignal::new(
@@ -560,7 +587,7 @@ impl DeviceCheck {
                 ))),
             };
         };
-        if claims.any(|weaker| weaker.id() != strongest.id()) {
+        if claims.conflict {
             return Err(forbidden(reasons::ID_CONFLICT));
         }
         Ok(Gathered::Claim(strongest))
@@ -570,10 +597,11 @@ impl DeviceCheck {
     pub(crate) async fn assess(
         self,
         claim: Claim,
-        subject: Option<String>,
+        identity: Option<Arc<Identity>>,
         now: i64,
     ) -> DeviceFindings {
-        let findings = match self.assess_inner(&claim, subject.as_deref(), now).await {
+        let subject = identity.as_deref().map(Identity::subject);
+        let findings = match self.assess_inner(&claim, subject, now).await {
             Ok(findings) => findings,
             Err(error) => self.store_failed(&claim, &error),
         };
@@ -783,7 +811,7 @@ impl DeviceCheck {
 
         Ok(DeviceFindings {
             assessment: Some(DeviceAssessment {
-                device_id: Arc::from(id),
+                device_id: claim.shared_id(),
                 binding: claim.binding(),
                 status,
                 owned_by_subject,

@@ -109,16 +109,17 @@ where
                 };
             }
         };
-        let subject = req
+        // The identity's handle, not a copy of its subject.
+        let identity = req
             .extensions()
             .get::<ZeroTrust>()
-            .and_then(ZeroTrust::subject)
-            .map(str::to_owned);
+            .and_then(ZeroTrust::identity_arc)
+            .cloned();
         // Take the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         // Boxed because the registry is asked asynchronously (it may be Redis).
-        let check = Box::pin(self.check.clone().assess(claim, subject, now));
+        let check = Box::pin(self.check.clone().assess(claim, identity, now));
         CheckFuture::checking(check, inner, req)
     }
 }
