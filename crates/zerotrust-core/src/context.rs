@@ -128,11 +128,19 @@ impl ZeroTrust {
     }
 
     /// The request's context, inserting an empty one if no layer has yet.
-    ///
-    /// Call it where the context is about to change, right before passing the request on: if an
-    /// outer audit layer's [`AuditTap`] holds the snapshot of the last pass, the tap gives it up
-    /// (the next pass takes a new one), so the change copies nothing.
     pub fn get_or_insert(extensions: &mut Extensions) -> &mut ZeroTrust {
+        extensions.get_or_insert_default::<ZeroTrust>()
+    }
+
+    /// Like [`get_or_insert`](Self::get_or_insert), for a layer that changes the context and
+    /// then, in the same synchronous step, passes the request inward
+    /// ([`note_pass`](crate::tap::note_pass)) or refuses it: an outer audit layer's
+    /// [`AuditTap`] gives up its snapshot of the last pass, so the change copies nothing.
+    ///
+    /// Until that pass the tap holds no snapshot: never `.await` in between (a request cancelled
+    /// there would be audited without its context). Where something is awaited, use
+    /// `get_or_insert`; the first change then copies the context once.
+    pub fn get_or_insert_to_pass(extensions: &mut Extensions) -> &mut ZeroTrust {
         if let Some(zt) = extensions.get::<ZeroTrust>()
             && Arc::strong_count(&zt.inner) > 1
             && let Some(tap) = extensions.get::<AuditTap>()
@@ -236,8 +244,9 @@ impl ZeroTrust {
             .is_some_and(|d| d.binding.is_cryptographic() && d.owned_by_subject)
     }
 
-    /// Whether any risk was assessed: a layer added a signal, or the decision layer installed
-    /// its risk model. A request refused at the token check has neither; its
+    /// Whether any risk was assessed: a layer added a signal or assessed the device or the
+    /// network, or the decision layer installed its risk model. A request refused at the token
+    /// check has none of these; its
     /// [`risk_assessment`](Self::risk_assessment) (score 0, trust level from the identity alone)
     /// describes a check that never ran, and audit records leave it out.
     ///
@@ -250,7 +259,8 @@ impl ZeroTrust {
     /// assert!(zt.risk_assessed());
     /// ```
     pub fn risk_assessed(&self) -> bool {
-        !self.inner.signals.is_empty() || self.inner.risk_model.is_some()
+        let f = &*self.inner;
+        !f.signals.is_empty() || f.risk_model.is_some() || f.device.is_some() || f.network.is_some()
     }
 
     /// Score, trust level and the reasons behind them, strongest first.
@@ -352,7 +362,7 @@ mod tests {
     #[test]
     fn the_quick_trust_level_agrees_with_the_full_assessment() {
         let mut zt = ZeroTrust::new();
-        let mut check = |zt: &ZeroTrust| {
+        let check = |zt: &ZeroTrust| {
             let full = zt.risk_assessment();
             assert_eq!(zt.trust_level(), full.trust_level);
             assert!((zt.risk_score() - full.score).abs() < 1e-12);

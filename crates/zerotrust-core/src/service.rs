@@ -151,7 +151,9 @@ where
                             Rejection::new(RejectionKind::Internal, POLLED_AFTER_COMPLETION);
                         return Poll::Ready(Ok(rejection.into_response().map(ResBody::from)));
                     };
-                    let applied = found.apply(ZeroTrust::get_or_insert(request.extensions_mut()));
+                    // Applied and passed (or refused) in this one step: see `get_or_insert_to_pass`.
+                    let applied =
+                        found.apply(ZeroTrust::get_or_insert_to_pass(request.extensions_mut()));
                     match applied {
                         Ok(()) => {
                             note_pass(T::LAYER, &request);

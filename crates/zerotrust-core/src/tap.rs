@@ -109,13 +109,13 @@ impl AuditTap {
             seen.len += 1;
         }
         // A reference count, not a copy: the context is shared until the next layer changes it
-        // (and `ZeroTrust::get_or_insert` then calls `release` first).
+        // (and `ZeroTrust::get_or_insert_to_pass` then calls `release` first).
         seen.context = context.cloned();
     }
 
-    /// Gives up the snapshot if it is `zt` unchanged, so the layer about to change `zt` can do so
-    /// in place. Only between a layer's change and its pass is there no snapshot, and that is one
-    /// synchronous step: a request cancelled while a layer waits still has the last one.
+    /// Gives up the snapshot if it is `zt` unchanged, so the layer about to change `zt` and pass
+    /// the request in the same synchronous step can change it in place (see
+    /// `ZeroTrust::get_or_insert_to_pass`).
     pub(crate) fn release(&self, zt: &ZeroTrust) {
         let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if seen
@@ -216,13 +216,31 @@ mod tests {
         let passed = tap.0.lock().unwrap().context.clone().unwrap();
         assert!(passed.same_as(req.extensions().get::<ZeroTrust>().unwrap()));
         drop(passed);
-        // The next layer changes it: the tap gives the snapshot up, the change is in place.
-        ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("b", 0.2, ""));
+        // The next layer changes it and passes: the tap gives the snapshot up, the change is in
+        // place.
+        ZeroTrust::get_or_insert_to_pass(req.extensions_mut())
+            .add_signal(RiskSignal::new("b", 0.2, ""));
         assert!(tap.0.lock().unwrap().context.is_none());
         let after: *const ZeroTrust = req.extensions().get::<ZeroTrust>().unwrap();
         assert_eq!(before, after);
         note_pass("device", &req);
         assert_eq!(tap.take().context.unwrap().signals().len(), 2);
+    }
+
+    #[test]
+    fn a_change_made_before_an_await_leaves_the_last_snapshot_in_the_tap() {
+        let tap = AuditTap::new();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(tap.clone());
+        ZeroTrust::get_or_insert(req.extensions_mut())
+            .set_identity(Arc::new(crate::Identity::new("alice", "https://idp", 1)));
+        note_pass("jwt", &req);
+        // A layer adds a signal, then would wait for a store: the copy on write leaves the
+        // snapshot of the last pass, so a request cancelled now is still audited with it.
+        ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(RiskSignal::new("a", 0.1, ""));
+        let seen = tap.take().context.unwrap();
+        assert_eq!(seen.subject(), Some("alice"));
+        assert!(seen.signals().is_empty());
     }
 
     #[test]

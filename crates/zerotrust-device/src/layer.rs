@@ -97,12 +97,12 @@ where
         let claim = match gathered {
             Ok(Gathered::Claim(claim)) => claim,
             Ok(Gathered::Absent(signal)) => {
-                ZeroTrust::get_or_insert(req.extensions_mut()).add_signal(signal);
+                ZeroTrust::get_or_insert_to_pass(req.extensions_mut()).add_signal(signal);
                 return CheckFuture::proceed(&mut self.inner, req);
             }
             Err(rejection) => {
                 // Refused before any device was identified: nothing to record but the decision.
-                let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+                let zt = ZeroTrust::get_or_insert_to_pass(req.extensions_mut());
                 return match mode.apply(zt, rejection) {
                     Err(rejection) => CheckFuture::rejected(rejection, &req),
                     Ok(()) => CheckFuture::proceed(&mut self.inner, req),

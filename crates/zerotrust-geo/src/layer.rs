@@ -9,7 +9,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 use zerotrust_core::geo::NetworkAssessment;
 use zerotrust_core::service::{CheckFuture, ContextUpdate, PendingCheck};
-use zerotrust_core::{Reason, Rejection, RejectionKind, Sighting, StoreError, ZeroTrust};
+use zerotrust_core::{
+    ClientIp, Reason, Rejection, RejectionKind, RiskSignal, Sighting, StoreError, ZeroTrust,
+};
 
 use crate::risk::{GeoRisk, GeoSignal, reasons, travel_evidence};
 use crate::travel;
@@ -154,6 +156,10 @@ fn finish_travel(
 /// answers: the movement since the previous sighting, its signal, and any refusal.
 pub struct TravelFindings {
     risk: GeoRisk,
+    /// The client address this layer resolved, when no earlier layer had.
+    client: Option<ClientIp>,
+    /// The zone, list and hours signals found before the travel check.
+    signals: Vec<RiskSignal>,
     network: NetworkAssessment,
     sighting: Sighting,
     previous: Result<Option<Sighting>, StoreError>,
@@ -173,6 +179,12 @@ impl ContextUpdate for TravelFindings {
     const LAYER: &'static str = "geo";
 
     fn apply(self, zt: &mut ZeroTrust) -> Result<(), Rejection> {
+        if let Some(client) = self.client {
+            zt.set_client_ip(client);
+        }
+        for signal in self.signals {
+            zt.add_signal(signal);
+        }
         finish_travel(&self.risk, zt, self.network, &self.sighting, self.previous)
     }
 }
@@ -200,20 +212,15 @@ where
         }
 
         // 1. The client address: the one an earlier layer resolved, or ours.
-        let recorded = req
-            .extensions()
-            .get::<ZeroTrust>()
-            .and_then(ZeroTrust::client_ip);
+        let context = req.extensions().get::<ZeroTrust>();
+        let recorded = context.and_then(ZeroTrust::client_ip);
         let client = match recorded {
             Some(client) => client,
             None => match config.resolver.resolve_request(&req) {
-                Ok(client) => {
-                    ZeroTrust::get_or_insert(req.extensions_mut()).set_client_ip(client);
-                    client
-                }
+                Ok(client) => client,
                 Err(error) => {
                     // Not enforced: the decision is recorded and the request goes on unlocated.
-                    let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+                    let zt = ZeroTrust::get_or_insert_to_pass(req.extensions_mut());
                     return match refuse(&self.risk, zt, error.rejection()) {
                         Err(rejection) => CheckFuture::rejected(rejection, &req),
                         Ok(()) => CheckFuture::proceed(&mut self.inner, req),
@@ -221,41 +228,53 @@ where
                 }
             },
         };
+        let resolved = recorded.is_none().then_some(client);
 
         // 2-3. Zone, location, network rules and working hours: lookups only, no I/O.
         let assessment = config.assess(client.addr(), config.clock.now());
-        let zt = ZeroTrust::get_or_insert(req.extensions_mut());
-        for signal in assessment.signals {
-            zt.add_signal(signal);
-        }
-        if let Some(reason) = assessment.block {
-            zt.set_network(assessment.network);
-            if let Err(rejection) = refuse(&self.risk, zt, forbidden(reason)) {
-                return CheckFuture::rejected(rejection, &req);
-            }
-            return CheckFuture::proceed(&mut self.inner, req);
-        }
 
         // 4. Impossible travel, for a verified subject seen on a public address.
-        let travel = match (&config.travel, assessment.sighting, zt.subject()) {
-            (Some(check), Some(sighting), Some(subject)) => {
+        let travel = match (
+            &config.travel,
+            assessment.sighting,
+            context.and_then(ZeroTrust::subject),
+        ) {
+            (Some(check), Some(sighting), Some(subject)) if assessment.block.is_none() => {
                 Some((check.history.clone(), sighting, subject.to_owned()))
             }
             _ => None,
         };
         let Some((history, sighting, subject)) = travel else {
-            // 5. Nothing asynchronous to do: the service is called at once, no future is boxed.
+            // 5. Nothing asynchronous to do: recorded, then passed (or refused) at once; the
+            // service is called without boxing a future.
+            let zt = ZeroTrust::get_or_insert_to_pass(req.extensions_mut());
+            if let Some(client) = resolved {
+                zt.set_client_ip(client);
+            }
+            for signal in assessment.signals {
+                zt.add_signal(signal);
+            }
             zt.set_network(assessment.network);
+            if let Some(reason) = assessment.block
+                && let Err(rejection) = refuse(&self.risk, zt, forbidden(reason))
+            {
+                return CheckFuture::rejected(rejection, &req);
+            }
             return CheckFuture::proceed(&mut self.inner, req);
         };
         // Boxed because the location history is an async store (possibly remote); only requests
-        // that need the travel check pay for it, one allocation each.
+        // that need the travel check pay for it, one allocation each. What was found so far goes
+        // into the context with the travel result, after the wait: a request cancelled while
+        // waiting is audited with the context as the previous layer passed it.
         let risk = self.risk.clone();
         let network = assessment.network;
+        let signals = assessment.signals;
         let check: PendingCheck<TravelFindings> = Box::pin(async move {
             let previous = history.swap(&subject, sighting).await;
             TravelFindings {
                 risk,
+                client: resolved,
+                signals,
                 network,
                 sighting,
                 previous,

@@ -234,7 +234,7 @@ where
             Err((kind, reason)) => {
                 let rejection = Rejection::new(kind, reason).with_layer("jwt");
                 let rejection = with_realm(rejection, self.layer.realm.as_ref());
-                let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+                let zt = ZeroTrust::get_or_insert_to_pass(req.extensions_mut());
                 return match mode.apply(zt, rejection) {
                     Err(rejection) => CheckFuture::rejected(rejection, &req),
                     Ok(()) => CheckFuture::proceed(&mut self.inner, req),

@@ -273,15 +273,18 @@ where
             };
         }
         let now = (compiled.clock)();
-        let zt = ZeroTrust::get_or_insert(req.extensions_mut());
-        zt.set_risk_model(Arc::clone(&compiled.risk_model));
-        zt.set_route(Arc::clone(&route.pattern));
-        let tracked = compiled
-            .behavior
-            .as_ref()
-            .zip(zt.subject().map(str::to_owned));
+        let subject = req
+            .extensions()
+            .get::<ZeroTrust>()
+            .and_then(ZeroTrust::subject)
+            .map(str::to_owned);
+        let tracked = compiled.behavior.as_ref().zip(subject);
 
         let Some(((store, behavior), subject)) = tracked else {
+            // Changed, decided and passed (or refused) in one synchronous step.
+            let zt = ZeroTrust::get_or_insert_to_pass(req.extensions_mut());
+            zt.set_risk_model(Arc::clone(&compiled.risk_model));
+            zt.set_route(Arc::clone(&route.pattern));
             return match decide_request(route, &mut req, now) {
                 Ok(()) => ResponseFuture {
                     kind: Kind::Inner {
@@ -312,7 +315,11 @@ where
             let seen = store
                 .observe(&subject, now, sensitive.as_deref(), &windows)
                 .await;
-            let zt = ZeroTrust::get_or_insert(req.extensions_mut());
+            // The context is changed only after the store answered: from here to the pass (or
+            // the refusal) nothing is awaited.
+            let zt = ZeroTrust::get_or_insert_to_pass(req.extensions_mut());
+            zt.set_risk_model(Arc::clone(&compiled.risk_model));
+            zt.set_route(Arc::clone(&route.pattern));
             match seen {
                 Ok(seen) => {
                     if let Some(until) = seen.locked_until {
