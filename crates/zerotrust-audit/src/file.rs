@@ -246,7 +246,7 @@ impl JsonFileSink {
         let rotated = dir.join(format!("{name}.{:020}", self.first_seq));
         if let Some(file) = self.file.take() {
             file.sync_data()?;
-            uncache(&file, self.cached_from, self.size.saturating_add(4095));
+            uncache_rest(&file, self.cached_from);
             if let Err(error) = rename_no_clobber(&self.path, &rotated) {
                 self.file = Some(file);
                 return Err(error);
@@ -397,8 +397,11 @@ fn sync_dir(dir: &Path) {
 /// by, it also cut the writer's CPU per record.) Only advice: a failure changes nothing.
 #[cfg(target_os = "linux")]
 fn uncache(file: &File, from: u64, to: u64) -> u64 {
-    const PAGE: u64 = 4096;
-    let end = to - to % PAGE;
+    // The kernel drops whole pages only: whatever their size here (4 KiB, 16 KiB, 64 KiB).
+    let page = u64::try_from(rustix::param::page_size())
+        .unwrap_or(4096)
+        .max(1);
+    let end = to - to % page;
     if let Some(len) = std::num::NonZeroU64::new(end.saturating_sub(from)) {
         let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);
         end
@@ -407,7 +410,16 @@ fn uncache(file: &File, from: u64, to: u64) -> u64 {
     }
 }
 
+/// Hands back every page of a complete (rotated) file from `from` on, the last one included.
+#[cfg(target_os = "linux")]
+fn uncache_rest(file: &File, from: u64) {
+    let _ = rustix::fs::fadvise(file, from, None, rustix::fs::Advice::DontNeed);
+}
+
 #[cfg(not(target_os = "linux"))]
 fn uncache(_file: &File, from: u64, _to: u64) -> u64 {
     from
 }
+
+#[cfg(not(target_os = "linux"))]
+fn uncache_rest(_file: &File, _from: u64) {}
