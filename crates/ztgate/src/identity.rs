@@ -217,8 +217,9 @@ impl Signer {
         let value = match &self.reuse {
             None => self.sign(claims, now())?.value,
             Some(reuse) => {
-                // The claims without the time and identifier members, serialized (object keys
-                // sorted): equal keys mean equal assertions but for those members.
+                // The claims without the time and identifier members, serialized (keys in the
+                // fixed order `claims` inserts them): equal keys mean equal assertions but for
+                // those members.
                 let key = claims.to_string();
                 let now = now();
                 let fresh = |s: &Signed| {

@@ -26,7 +26,7 @@ use zerotrust_geo::{
     MaxMindGeo,
 };
 use zerotrust_jwt::{Issuer, JwtVerifier, JwtVerifyLayer, KeyPolicy, KeySet};
-use zerotrust_stepup::{StepUpLayer, StepUpPolicy};
+use zerotrust_stepup::{PolicyError, StepUpLayer, StepUpPolicy};
 
 use crate::client::{HttpClient, TlsKey};
 use crate::config::{
@@ -386,7 +386,11 @@ pub(crate) fn build_policy(
     if let Some(realm) = &config.jwt.realm {
         builder = builder.realm(realm.clone());
     }
-    let policy = builder.build().map_err(|e| fail(e.to_string()))?;
+    let policy = builder.build().map_err(|e| match e {
+        // The realm comes from `[jwt]`, not from the route's policy: name that key.
+        PolicyError::Realm { .. } => ConfigError::new(file, "jwt.realm", e.to_string()),
+        e => fail(e.to_string()),
+    })?;
     Ok((policy, anonymous))
 }
 

@@ -111,6 +111,19 @@ async fn the_gateway_refuses_an_unknown_policy_key_at_start_naming_route_and_key
     assert!(e.contains("max_risc"), "{e}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_realm_no_challenge_can_carry_is_refused_at_start_naming_jwt_realm() {
+    for (tag, realm) in [("realm-empty", ""), ("realm-quote", "a\\\"b")] {
+        let dir = temp_dir(tag);
+        let path = dir.join("gw.toml");
+        std::fs::write(&path, format!("[jwt]\nrealm = \"{realm}\"\n{VALID}")).unwrap();
+        let e = start_refused(&path).await;
+        assert!(e.contains("gw.toml"), "{e}");
+        assert!(e.contains("jwt.realm"), "{realm:?}: {e}");
+        assert!(!e.contains("route[0].policy"), "{realm:?}: {e}");
+    }
+}
+
 #[test]
 fn the_example_configuration_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ztgate.example.toml");
