@@ -31,8 +31,8 @@ cargo build --release -p ztgate --example load_targets
 out="$(mktemp)"
 # On exit: stop the targets and wait for them to remove their audit files (gigabytes).
 trap 'if [ -n "${pid:-}" ]; then kill "${pid}" 2>/dev/null || true; wait "${pid}" 2>/dev/null || true; fi; rm -f "${out}"' EXIT
-# Long enough for every round; stopped by the trap at the end.
-target/release/examples/load_targets $((seconds * 16 * rounds + 120)) >"${out}" &
+# Long enough for every round (up to 40 targets); stopped by the trap at the end.
+target/release/examples/load_targets $((seconds * 40 * rounds + 120)) >"${out}" &
 pid=$!
 for _ in $(seq 1 100); do
     grep -q '^headers:' "${out}" 2>/dev/null && break
@@ -64,8 +64,8 @@ for round in $(seq 1 "${rounds}"); do
         requests="$(awk '/requests in/ {print $1}' <<<"${result}")"
         p50="$(awk '$1 == "50%" {print $2}' <<<"${result}")"
         p99="$(awk '$1 == "99%" {print $2}' <<<"${result}")"
-        if grep -q 'Non-2xx' <<<"${result}"; then
-            echo "error: ${target} answered with errors:" >&2
+        if grep -qE 'Non-2xx|Socket errors' <<<"${result}" || [ -z "${requests}" ] || [ "${requests}" = 0 ]; then
+            echo "error: ${target} answered with errors (or not at all):" >&2
             echo "${result}" >&2
             exit 1
         fi
