@@ -79,8 +79,8 @@ pub struct ZeroTrust {
     // Shared, copied on write (`Arc::make_mut`): a clone is one reference count, so the audit
     // tap's snapshot at each layer's pass, the handler's extractor and a refusal's copy into the
     // response cost no copy of the fields. A layer that changes the context while the tap holds
-    // the last snapshot gets it back first (see `get_or_insert`), so the write copies nothing
-    // either.
+    // the last snapshot and passes at once takes it back first (see
+    // `get_or_insert_to_pass`), so the write copies nothing either.
     inner: Arc<Fields>,
 }
 
